@@ -111,9 +111,41 @@ class SamplingConfig:
 
 @dataclass
 class SFTConfig:
-    packing: bool = False  # pack several examples per row (else length bucketing)
     bucket: bool = True  # group examples of similar length into a micro-batch
     max_length: int = 512  # drop (with a count in the log) examples longer than this
+
+
+@dataclass
+class RLConfig:
+    """RLVR and distillation settings (specs/grpo_family.md §2.6, lpo.md, selection.md). Fields left `None` take
+    the objective's paper default from `mentor.objectives.OBJECTIVES`."""
+
+    group_size: int = 8  # G completions per prompt
+    clip_eps_low: float | None = None  # PPO clip below 1 (default 0.2)
+    clip_eps_high: float | None = None  # PPO clip above 1 (default 0.2; dapo 0.28)
+    dual_clip_c: float | None = None  # dual-clip constant c > 1 for A < 0 (None: off)
+    tis_cap: float = 5.0  # token truncated-IS cap on exp(l_old - l_samp)
+    recompute_old_logprobs: bool = True  # learner recomputes l_old (else l_old := sampler log-probs, w = 1)
+    kl_coef: float = 0.0  # beta of the KL-to-reference loss (0: no reference model is loaded)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    reference: str | None = None  # reference model path (default: the initial policy)
+    entropy_coef: float = 0.0  # entropy bonus coefficient
+    aggregation: Literal["seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm", "token_mean"] | None = None
+    std_ddof: int = 1  # group std estimator (1: Bessel)
+    adv_eps: float = 1e-6
+    reinforce_baseline: Literal["batch", "group"] = "batch"  # reinforce_pp: batch statistics only, or group baseline first
+    ppo_epochs: int = 1  # optimisation epochs over each rollout batch
+    minibatches: int = 1  # optimizer steps per epoch
+    overlong_shaping: bool | None = None  # DAPO soft overlong penalty (default on for dapo)
+    overlong_cache: int | None = None  # L_cache (default max_new_tokens // 5)
+    overlong_filter: bool = False  # truncated samples get loss mask 0
+    lpo_tau: str | float = "std"  # LPO temperature rule: std | one | mean | a float
+    lpo_identical_groups: Literal["mask", "project"] = "mask"
+    selector: Literal["uniform", "dynamic"] | None = None  # default: dynamic for dapo, else uniform
+    dynamic_max_rounds: int = 4  # dynamic sampling: sampling rounds per step at most
+    dynamic_oversample: float = 2.0  # dynamic sampling: prompts drawn per round = oversample x batch
+    dynamic_on_exhaust: Literal["train_partial", "error"] = "train_partial"
+    success_threshold: float = 1.0  # reward >= this counts as correct (pass rates, accuracy)
 
 
 @dataclass
@@ -135,6 +167,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form section for components that add their own configs
 
@@ -201,6 +234,11 @@ def _coerce(tp, value, path: str):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads `3e-3` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)

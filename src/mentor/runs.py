@@ -155,5 +155,14 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def remove_partial_checkpoints(run_dir: str | os.PathLike) -> list[str]:
+    """Delete temp leftovers of checkpoint writes that were killed (called on resume); returns their names."""
+    root = Path(run_dir) / "ckpt"
+    gone = [p for p in root.glob(".step_*") if p.is_dir()] if root.exists() else []
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in gone]
+
+
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:
     return torch.load(ckpt / "trainer.pt", weights_only=False)

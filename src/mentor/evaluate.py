@@ -1,0 +1,149 @@
+"""Evaluation: pass@k (unbiased estimator), mean@k, lengths and per-domain accuracy, greedy or sampled.
+
+`evaluate(model, tokenizer, prompts, ...)` samples k completions per prompt with mentor's sampler, scores each
+with the prompt's verifier, and returns a summary plus per-item records. The per-item records (`--out`) are
+what `mentor data score` (ATLAS) reads: one JSON object per prompt with `id`, `correct` (one bool per sample)
+and `pass_rate`.
+
+pass@k uses the unbiased estimator of Chen et al. 2021 (HumanEval): with n samples of which c are correct,
+pass@k = 1 − C(n−c, k) / C(n, k), averaged over prompts; mean@k is the mean correctness of all samples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .types import Prompt
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (requires k <= n)."""
+    if k > n:
+        raise ValueError(f"pass@k: k={k} exceeds the number of samples n={n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
+
+
+@dataclass
+class EvalResult:
+    summary: dict[str, Any]
+    items: list[dict[str, Any]]
+
+
+def score_completion(completion: str, prompt: Prompt) -> float:
+    """Reward in [0, 1] from the prompt's verifier; malformed output scores 0, never raises."""
+    from .verifiers import VERIFIERS
+
+    if prompt.verifier not in VERIFIERS:
+        raise ValueError(f"prompt {prompt.id!r}: unknown verifier {prompt.verifier!r}; choose one of {sorted(VERIFIERS)}")
+    return float(VERIFIERS[prompt.verifier](completion, prompt))
+
+
+def evaluate(model, tokenizer, prompts: list[Prompt], *, k: int = 1, greedy: bool = True, temperature: float = 1.0,
+             max_new_tokens: int = 128, template: str = "{prompt}", batch_size: int = 256, seed: int = 0,
+             stop: list[str] | None = None) -> EvalResult:
+    from .config import SamplingConfig
+    from .sampling import HFSampler
+
+    if greedy:
+        k = 1
+    was_training = model.training
+    model.eval()
+    sampler = HFSampler(model, tokenizer, SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens,
+                                                         stop=list(stop or []), batch_size=batch_size))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        groups = sampler.generate(prompts, n=k, greedy=greedy, generator=gen, template=template)
+    if was_training:
+        model.train()
+
+    items = []
+    for p, rollouts in zip(prompts, groups):
+        texts = [r.text or tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts]
+        rewards = [score_completion(t, p) for t in texts]
+        items.append({
+            "id": p.id, "domain": p.domain, "source": p.source, "answer": p.answer, "prompt": p.text,
+            "completions": texts, "rewards": rewards, "correct": [r >= 1.0 for r in rewards],
+            "pass_rate": float(np.mean([r >= 1.0 for r in rewards])),
+            "lengths": [r.length for r in rollouts], "finish": [r.finish_reason for r in rollouts],
+        })
+    return EvalResult(summarise(items, k), items)
+
+
+def summarise(items: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    if not items:
+        return {"n": 0}
+    lengths = np.array([n for it in items for n in it["lengths"]], dtype=float)
+    correct = [it["correct"] for it in items]
+    out: dict[str, Any] = {
+        "n": len(items), "k": k,
+        "accuracy": float(np.mean([c for cs in correct for c in cs])),  # mean@k
+        "reward": float(np.mean([r for it in items for r in it["rewards"]])),
+        "length/mean": float(lengths.mean()), "length/p50": float(np.percentile(lengths, 50)),
+        "length/p90": float(np.percentile(lengths, 90)), "length/max": float(lengths.max()),
+        "truncated": float(np.mean([f != "stop" for it in items for f in it["finish"]])),
+    }
+    kk = 1
+    while kk <= k:
+        out[f"pass@{kk}"] = float(np.mean([pass_at_k(len(cs), sum(cs), kk) for cs in correct]))
+        kk *= 2
+    if k not in (2 ** i for i in range(20)):
+        out[f"pass@{k}"] = float(np.mean([pass_at_k(len(cs), sum(cs), k) for cs in correct]))
+    domains = sorted({it["domain"] for it in items if it["domain"]})
+    if len(domains) > 1:
+        for d in domains:
+            out[f"accuracy/{d}"] = float(np.mean([c for it in items if it["domain"] == d for c in it["correct"]]))
+    return out
+
+
+def _parse_task_args(s: str) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for part in filter(None, s.split(",")):
+        if "=" not in part:
+            raise ValueError(f"--task-args: expected key=value, got {part!r}")
+        key, val = part.split("=", 1)
+        out[key.strip()] = yaml.safe_load(val)
+    return out
+
+
+def eval_command(args) -> int:
+    """`mentor eval MODEL --task NAME | --data PATH`."""
+    from .models import load_model, load_tokenizer
+
+    if bool(args.task) == bool(args.data):
+        raise SystemExit("mentor eval: give exactly one of --task or --data")
+    if args.task:
+        from .tasks import make_prompts
+
+        prompts = make_prompts(args.task, args.n, args.seed, "eval", **_parse_task_args(args.task_args))
+    else:
+        from .tasks.data import load_rows
+
+        prompts = load_rows(args.data, split=args.split, verifier=args.verifier or "exact", limit=args.n)
+    if args.verifier:
+        import dataclasses
+
+        prompts = [dataclasses.replace(p, verifier=args.verifier) for p in prompts]
+    tokenizer = load_tokenizer(args.model)
+    model = load_model(args.model, device=args.device, tokenizer=tokenizer)
+    res = evaluate(model, tokenizer, prompts, k=args.k, greedy=args.greedy, temperature=args.temperature,
+                   max_new_tokens=args.max_new_tokens, seed=args.seed)
+    print(json.dumps(res.summary, indent=2))
+    if args.out:
+        from .runs import atomic_write_text
+
+        out = Path(args.out)
+        atomic_write_text(out / "items.jsonl", "".join(json.dumps(it) + "\n" for it in res.items))
+        atomic_write_text(out / "summary.json", json.dumps(res.summary, indent=2))
+        print(f"wrote {out / 'items.jsonl'} and {out / 'summary.json'}")
+    return 0

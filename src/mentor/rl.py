@@ -1,0 +1,309 @@
+"""One RLVR step: Selector → Sampler → Scorers → Objective → Learner (DESIGN.md §2, specs/grpo_family.md §2.5).
+
+```
+prompts  = selector.select(B)                      # `dynamic`: oversample, drop degenerate groups, refill
+groups   = sampler.generate(prompts, n=G)          # records the sampler's log-probs and finish reasons
+R        = verifier(groups) (+ overlong shaping)   # a verifier that raises or returns NaN scores 0 (counted)
+A        = group_advantages(R, kind)               # or LPO's listwise weights
+l_old    = learner log-probs (no grad)             # skipped when the batch gets exactly one optimizer step:
+                                                   #   then l_old = l_theta.detach() in the same forward
+l_ref    = reference log-probs                     # only when rl.kl_coef > 0
+for epoch, minibatch: one optimizer step, micro-batches summed with one explicit normaliser
+```
+
+The stepper is plain orchestration: every numeric is a call into `losses.py`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import losses
+from .config import ConfigError, TrainConfig
+from .objectives import Resolved, resolve
+from .types import Prompt, Rollout, TrainBatch
+
+
+@dataclass
+class Group:
+    """One prompt's G rollouts with their rewards."""
+
+    prompt: Prompt
+    rollouts: list[Rollout]
+    rewards: list[float]
+    correct: list[bool]
+    texts: list[str]
+
+
+def collate_rollouts(rollouts: list[Rollout], pad_id: int, device) -> TrainBatch:
+    """Right-padded prompt+completion rows; per-token tensors are aligned with targets (position t predicts
+    token t+1); `loss_mask` is 1 on completion tokens; the sampler's log-probs sit at the same positions."""
+    T = max(len(r.prompt_ids) + len(r.completion_ids) for r in rollouts)
+    B = len(rollouts)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((B, T), dtype=torch.long)
+    loss_mask = torch.zeros((B, T - 1))
+    samp = torch.zeros((B, T - 1))
+    for b, r in enumerate(rollouts):
+        p, c = len(r.prompt_ids), len(r.completion_ids)
+        input_ids[b, : p + c] = torch.tensor(r.prompt_ids + r.completion_ids)
+        attention_mask[b, : p + c] = 1
+        loss_mask[b, p - 1 : p - 1 + c] = 1.0
+        samp[b, p - 1 : p - 1 + c] = torch.tensor(r.logprobs, dtype=torch.float32)
+    return TrainBatch(input_ids.to(device), attention_mask.to(device), loss_mask.to(device),
+                      num_loss_tokens=int(loss_mask.sum()), extras={"sampler_logprobs": samp.to(device)})
+
+
+def token_logprobs(model, mb: TrainBatch, temperature: float, with_entropy: bool = False):
+    logits_BTV = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
+    return losses.gather_logprobs(logits_BTV, mb.input_ids[:, 1:], temperature=temperature, with_entropy=with_entropy)
+
+
+def _slice(mb: TrainBatch, idx: list[int]) -> TrainBatch:
+    """Rows `idx` of a batch, trimmed to their longest row (less padding per micro-batch)."""
+    ix = torch.tensor(idx, device=mb.input_ids.device)
+    T = int(mb.attention_mask[ix].sum(1).max())
+    extras = {k: v[ix][:, : T - 1] if v.dim() == 2 else v[ix] for k, v in mb.extras.items()}
+    lm = mb.loss_mask[ix][:, : T - 1]
+    return TrainBatch(mb.input_ids[ix][:, :T], mb.attention_mask[ix][:, :T], lm,
+                      old_logprobs=None if mb.old_logprobs is None else mb.old_logprobs[ix][:, : T - 1],
+                      advantages=None if mb.advantages is None else mb.advantages[ix],
+                      num_loss_tokens=int(lm.sum()), extras=extras)
+
+
+class RLStepper:
+    def __init__(self, cfg: TrainConfig, model, tokenizer, optimizer, scheduler, pool: list[Prompt], device):
+        from .sampling import HFSampler
+        from .selection import SELECTORS
+
+        self.cfg, self.model, self.tokenizer, self.device = cfg, model, tokenizer, device
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.obj: Resolved = resolve(cfg.algo, cfg.rl)
+        rl = cfg.rl
+        if self.obj.objective.listwise and rl.lpo_tau == "mean" and rl.success_threshold != 1.0:
+            raise ConfigError("rl.lpo_tau=mean needs rewards in [0, 1] (binary verifiers)")
+        self.pool = self._fit_to_context(pool)
+        self.selector = SELECTORS[self.obj.selector](self.pool, seed=cfg.run.seed, max_rounds=rl.dynamic_max_rounds,
+                                                     oversample=rl.dynamic_oversample, on_exhaust=rl.dynamic_on_exhaust)
+        self.sampler = HFSampler(model, tokenizer, cfg.sampling)
+        self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed + 1)
+        self.reference = self._load_reference() if rl.kl_coef > 0 else None
+        self.reward_errors = 0
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _fit_to_context(self, pool: list[Prompt]) -> list[Prompt]:
+        """Drop prompts that cannot fit prompt + max_new_tokens in the model's context (logged, not fatal)."""
+        from .tasks.data import render_prompt
+
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if not limit:
+            return pool
+        room = limit - self.cfg.sampling.max_new_tokens
+        kept = [p for p in pool if len(self.tokenizer(render_prompt(self.tokenizer, p, self.cfg.data.prompt_template),
+                                                      add_special_tokens=False)["input_ids"]) <= room]
+        if len(kept) < len(pool):
+            print(f"[rl] dropped {len(pool) - len(kept)} of {len(pool)} prompts longer than the context allows "
+                  f"({limit} positions − {self.cfg.sampling.max_new_tokens} new tokens)")
+        if not kept:
+            raise ValueError(f"rl: no prompt fits the model's context of {limit} positions with "
+                             f"sampling.max_new_tokens={self.cfg.sampling.max_new_tokens}")
+        return kept
+
+    def _load_reference(self):
+        from .models import load_model
+
+        path = self.cfg.rl.reference or self.cfg.model.path
+        # The initial policy is reloaded from its source (a `tiny:` model rebuilds identically from the run seed),
+        # so a resumed run gets the same reference as an uninterrupted one.
+        ref = load_model(path, dtype=self.cfg.model.dtype, device=str(self.device), seed=self.cfg.run.seed, tokenizer=self.tokenizer)
+        ref.eval().requires_grad_(False)
+        return ref
+
+    # ------------------------------------------------------------------ scorers
+    def _reward(self, text: str, prompt: Prompt) -> float:
+        from .evaluate import score_completion
+
+        try:
+            r = float(score_completion(text, prompt))
+        except Exception as e:  # a verifier bug must not kill the run: log it, score 0
+            self.reward_errors += 1
+            if self.reward_errors <= 5:
+                print(f"[rl] verifier {prompt.verifier!r} raised on prompt {prompt.id!r}: {type(e).__name__}: {e}; reward 0")
+            return 0.0
+        if not math.isfinite(r):
+            self.reward_errors += 1
+            if self.reward_errors <= 5:
+                print(f"[rl] verifier {prompt.verifier!r} returned {r} on prompt {prompt.id!r}; reward 0")
+            return 0.0
+        return r
+
+    def sample_and_score(self, prompts: list[Prompt]) -> list[Group]:
+        self.model.eval()
+        with torch.no_grad():
+            out = self.sampler.generate(prompts, n=self.cfg.rl.group_size, generator=self.generator,
+                                        template=self.cfg.data.prompt_template)
+        groups = []
+        for p, rollouts in zip(prompts, out):
+            texts = [r.text or self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts]
+            rewards = [self._reward(t, p) for t in texts]
+            groups.append(Group(p, rollouts, rewards, [r >= self.cfg.rl.success_threshold for r in rewards], texts))
+        return groups
+
+    # ------------------------------------------------------------------ the step
+    def step(self, step: int) -> dict[str, Any]:
+        cfg, rl, obj = self.cfg, self.cfg.rl, self.obj
+        B, G = cfg.optim.batch_size, rl.group_size
+        times: dict[str, float] = {}
+        t0 = time.perf_counter()
+        metrics: dict[str, Any] = {}
+        if obj.selector == "dynamic":
+            groups, dm = self.selector.fill(B, self.sample_and_score, lambda g: g.rewards)
+            metrics.update(dm)
+            times["sample"] = time.perf_counter() - t0
+        else:
+            prompts = self.selector.select(B)
+            times["select"] = time.perf_counter() - t0
+            groups = self.sample_and_score(prompts)
+            times["sample"] = time.perf_counter() - t0 - times["select"]
+        from .selection import Observation
+
+        self.selector.update([Observation(g.prompt.id, sum(g.correct), len(g.correct), step) for g in groups])
+        if not groups:
+            return {**metrics, "skipped_empty_batch": 1.0, **{f"time/{k}": v for k, v in times.items()}}
+
+        t1 = time.perf_counter()
+        rollouts = [r for g in groups for r in g.rollouts]
+        rewards_BG = torch.tensor([g.rewards for g in groups], dtype=torch.float32)
+        lengths_BG = torch.tensor([[r.length for r in g.rollouts] for g in groups], dtype=torch.float32)
+        shaped_BG = rewards_BG.clone()
+        if obj.overlong_shaping:
+            L_max = cfg.sampling.max_new_tokens
+            shaped_BG = shaped_BG + losses.overlong_penalty(lengths_BG, L_max, rl.overlong_cache or max(1, L_max // 5))
+        batch = collate_rollouts(rollouts, self.tokenizer.pad_token_id, self.device)
+        if rl.overlong_filter:
+            truncated = torch.tensor([r.finish_reason != "stop" for r in rollouts], device=self.device)
+            batch.loss_mask[truncated] = 0.0
+            batch.num_loss_tokens = int(batch.loss_mask.sum())
+        if obj.objective.listwise is None:
+            adv_BG = losses.group_advantages(shaped_BG, obj.objective.advantage, std_ddof=rl.std_ddof, eps=rl.adv_eps,
+                                             baseline=rl.reinforce_baseline if obj.objective.advantage == "reinforce_pp" else None)
+            batch.advantages = adv_BG.reshape(-1).to(self.device)
+            metrics["adv/abs_mean"] = float(adv_BG.abs().mean())
+        batch.extras["rewards"] = shaped_BG.reshape(-1).to(self.device)
+        one_step = rl.ppo_epochs == 1 and rl.minibatches == 1
+        if rl.recompute_old_logprobs and not one_step:
+            batch.old_logprobs = self._logprobs_no_grad(self.model, batch)
+        elif not rl.recompute_old_logprobs:
+            batch.old_logprobs = batch.extras["sampler_logprobs"]
+        if self.reference is not None:
+            batch.extras["ref_logprobs"] = self._logprobs_no_grad(self.reference, batch)
+        times["score"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        learn = self._learn(batch, len(groups), G)
+        times["learn"] = time.perf_counter() - t2
+
+        rewards = rewards_BG.reshape(-1)
+        correct = torch.tensor([c for g in groups for c in g.correct], dtype=torch.float32)
+        lengths = lengths_BG.reshape(-1)
+        degenerate = float(np.mean([max(g.rewards) == min(g.rewards) for g in groups]))
+        metrics.update({
+            "reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+            "accuracy": float(correct.mean()), "zero_variance_groups": degenerate,
+            "response_length/mean": float(lengths.mean()),
+            "response_length/correct": float(lengths[correct > 0].mean()) if correct.any() else float("nan"),
+            "response_length/wrong": float(lengths[correct == 0].mean()) if (correct == 0).any() else float("nan"),
+            "truncated": float(np.mean([r.finish_reason != "stop" for r in rollouts])),
+            "reward/errors": self.reward_errors, "tokens": int(batch.attention_mask.sum()),
+            "sampled_tokens": int(lengths.sum()),
+        })
+        metrics.update(learn)
+        metrics.update({f"time/{k}": v for k, v in times.items()})
+        metrics["_samples"] = [{"prompt": g.prompt.text, "completion": g.texts[0], "reward": g.rewards[0], "answer": g.prompt.answer}
+                               for g in groups[: cfg.run.samples_per_step]]
+        return metrics
+
+    def _logprobs_no_grad(self, model, batch: TrainBatch) -> torch.Tensor:
+        out = torch.zeros_like(batch.loss_mask)
+        mbs = self.cfg.optim.micro_batch_size
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, batch.input_ids.shape[0], mbs):
+                idx = list(range(i, min(i + mbs, batch.input_ids.shape[0])))
+                mb = _slice(batch, idx)
+                lp = token_logprobs(model, mb, self.cfg.sampling.temperature)
+                out[i : i + len(idx), : lp.shape[1]] = lp
+        return out
+
+    def _learn(self, batch: TrainBatch, n_groups: int, G: int) -> dict[str, Any]:
+        """ppo_epochs × minibatches optimizer steps; minibatches and micro-batches hold whole groups."""
+        from .train import backward_step
+
+        rl, o = self.cfg.rl, self.cfg.optim
+        self.model.train()
+        group_ids = list(range(n_groups))
+        per_mb_groups = max(1, o.micro_batch_size // G)
+        agg: dict[str, list[float]] = {}
+        for epoch in range(rl.ppo_epochs):
+            order = group_ids if rl.minibatches == 1 else list(np.random.default_rng([self.cfg.run.seed, epoch]).permutation(n_groups))
+            for chunk in np.array_split(np.array(order), rl.minibatches):
+                rows = [g * G + j for g in chunk.tolist() for j in range(G)]
+                minibatch = _slice(batch, rows)
+                normaliser = self._normaliser(minibatch, G)
+                if normaliser == 0:
+                    continue
+                micro = [_slice(minibatch, list(range(i * G, min((i + per_mb_groups) * G, len(rows)))))
+                         for i in range(0, len(chunk), per_mb_groups)]
+                m = backward_step(self.model, self.optimizer, self.scheduler, micro, self._loss, normaliser, o.grad_clip)
+                for k, v in m.items():
+                    agg.setdefault(k, []).append(v)
+        return {k: float(np.mean(v)) for k, v in agg.items()}
+
+    def _normaliser(self, mb: TrainBatch, G: int) -> float:
+        if self.obj.objective.listwise:
+            r = mb.extras["rewards"].reshape(-1, G)
+            return float((r.max(1).values > r.min(1).values).sum()) if self.cfg.rl.lpo_identical_groups == "mask" else float(r.shape[0])
+        return float(losses.loss_normaliser(mb.loss_mask, self.obj.aggregation, L_norm=self.cfg.sampling.max_new_tokens))
+
+    def _loss(self, model, mb: TrainBatch, normaliser: float):
+        rl, T = self.cfg.rl, self.cfg.sampling.temperature
+        need_entropy = True
+        lp, ent = token_logprobs(model, mb, T, with_entropy=need_entropy)
+        samp = mb.extras["sampler_logprobs"]
+        if self.obj.objective.listwise:
+            G = rl.group_size
+            s_BK = losses.masked_sum((lp - samp), mb.loss_mask, dim=1).reshape(-1, G)
+            loss, metrics = losses.lpo_loss(mb.extras["rewards"].reshape(-1, G), s_BK, kind=self.obj.objective.listwise,
+                                            tau=rl.lpo_tau, std_ddof=rl.std_ddof,
+                                            identical_groups=rl.lpo_identical_groups, normaliser=normaliser)
+            metrics["entropy"] = losses.masked_mean(ent.detach(), mb.loss_mask)
+            return loss, {**{k: float(v) for k, v in metrics.items()}, "_weight": mb.num_loss_tokens}
+        old = mb.old_logprobs if mb.old_logprobs is not None else lp.detach()
+        adv = mb.advantages[:, None].expand_as(lp)
+        loss, metrics = losses.policy_loss(
+            lp, old, adv, mb.loss_mask, clip_eps_low=self.obj.clip_eps_low, clip_eps_high=self.obj.clip_eps_high,
+            dual_clip_c=rl.dual_clip_c, sampler_logprobs=samp if rl.recompute_old_logprobs else None,
+            tis_cap=rl.tis_cap, ref_logprobs=mb.extras.get("ref_logprobs"), kl_coef=rl.kl_coef,
+            kl_estimator=rl.kl_estimator, entropy=ent, entropy_coef=rl.entropy_coef, aggregation=self.obj.aggregation,
+            normaliser=normaliser, L_norm=self.cfg.sampling.max_new_tokens)
+        return loss, {**{k: float(v) for k, v in metrics.items()}, "_weight": mb.num_loss_tokens}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {"selector": self.selector.state_dict(), "generator": self.generator.get_state(),
+                "reward_errors": self.reward_errors}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.selector.load_state_dict(state["selector"])
+        self.generator.set_state(state["generator"])
+        self.reward_errors = state["reward_errors"]
+
+
+def make_rl_stepper(cfg, model, tokenizer, optimizer, scheduler, pool, device):
+    return RLStepper(cfg, model, tokenizer, optimizer, scheduler, pool, device)

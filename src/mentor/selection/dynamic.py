@@ -1,0 +1,64 @@
+"""`dynamic`: DAPO dynamic sampling (Yu et al. 2025, arXiv:2503.14476; verl `filter_groups`).
+
+Oversample prompts, sample and score their groups, keep only informative groups — for binary rewards
+0 < #correct < G, in general std_G(R) > 0 (OpenRLHF PR #1272) — and refill for at most `max_rounds` rounds
+until `n` groups are kept. Every sampled rollout counts in `rollouts_spent`, kept or not.
+
+Departures / choices: the inner selector is `uniform`; surplus informative groups beyond `n` are dropped
+(verl's behaviour); when the rounds run out with fewer than `n` groups, `on_exhaust="train_partial"` trains on
+what was kept (the loss normaliser counts only kept groups, so nothing is rescaled silently), `"error"` stops
+the run as verl does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from ..types import Prompt
+from .uniform import UniformSelector
+
+
+def informative(rewards: Sequence[float]) -> bool:
+    """A group teaches something only if its rewards are not all equal."""
+    return len(rewards) > 1 and max(rewards) > min(rewards)
+
+
+class DynamicSampling:
+    def __init__(self, pool: list[Prompt], seed: int = 0, max_rounds: int = 4, oversample: float = 2.0,
+                 on_exhaust: str = "train_partial", **_: Any):
+        if max_rounds < 1:
+            raise ValueError(f"rl.dynamic_max_rounds must be >= 1, got {max_rounds}")
+        if oversample < 1.0:
+            raise ValueError(f"rl.dynamic_oversample must be >= 1, got {oversample}")
+        self.inner = UniformSelector(pool, seed)
+        self.max_rounds, self.oversample, self.on_exhaust = max_rounds, oversample, on_exhaust
+
+    def select(self, n: int) -> list[Prompt]:
+        return self.inner.select(n)
+
+    def fill(self, n: int, sample_and_score: Callable[[list[Prompt]], list[Any]], rewards_of: Callable[[Any], Sequence[float]]):
+        """Run the DAPO loop: returns (kept groups, metrics). `sample_and_score(prompts)` returns one group per
+        prompt; `rewards_of(group)` its rewards."""
+        kept, spent, drawn, rounds = [], 0, 0, 0
+        while len(kept) < n and rounds < self.max_rounds:
+            want = n - len(kept)
+            prompts = self.inner.select(max(want, int(round(want * self.oversample))))
+            groups = sample_and_score(prompts)
+            rounds += 1
+            drawn += len(groups)
+            spent += sum(len(rewards_of(g)) for g in groups)
+            kept.extend(g for g in groups if informative(rewards_of(g)))
+        if len(kept) < n and self.on_exhaust == "error":
+            raise RuntimeError(f"dynamic sampling: only {len(kept)} of {n} informative groups after {rounds} rounds")
+        metrics = {"dynamic/rounds": rounds, "dynamic/groups_drawn": drawn, "dynamic/rollouts_spent": spent,
+                   "dynamic/kept_fraction": len(kept) / drawn if drawn else 0.0, "dynamic/groups_kept": min(len(kept), n)}
+        return kept[:n], metrics
+
+    def update(self, observations) -> None:
+        """Dynamic sampling keeps no per-prompt statistics."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
