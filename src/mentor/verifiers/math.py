@@ -2,14 +2,20 @@
 
 Reference answer (gold): wrapped in ``$...$`` before parsing unless it already contains ``$`` or ``\\boxed``
 (PITFALLS.md: bare LaTeX gold such as ``\\frac{1}{2}`` parsed to nothing). Parsed golds are cached. A gold that
-parses to nothing falls back to the `exact` comparison (`exact.verify`), so a text answer still gets a verdict.
+parses to nothing only matches by the exact string rule below.
 
-Prediction, first candidate that parses to something wins:
+An exact string match of the final answer (the `exact` verifier's rule) is accepted first, without parsing: it is
+cheap, and it is the only route for text answers such as ``blue`` (which math-verify reads as the product of
+symbols b*l*u*e). Otherwise the prediction is parsed, first candidate that parses to something wins:
 
 1. the content of the last ``\\boxed{...}`` (wrapped in ``$...$``);
 2. the text after the last ``####`` (wrapped in ``$...$``);
 3. math-verify's own extraction on the whole completion (LaTeX and plain expressions; "the answer is 1/2");
-4. the whole completion wrapped in ``$...$`` when it has no ``$`` (so a bare ``x^2+2x+1`` parses).
+4. the whole completion wrapped in ``$...$`` when it has no ``$`` and is at most `BARE_MAX_CHARS` long (so a bare
+   ``x^2+2x+1`` parses; longer text wrapped as LaTeX is slow to parse and never a bare answer).
+
+Cost: math-verify's own extraction (3) is slow on long runs of letters (~1.7 s for 2,000 characters of "xxx…",
+measured); typical completions take milliseconds.
 
 Equivalences this gives: ``\\frac{1}{2}`` = ``0.5`` = ``1/2`` = ``\\boxed{0.5}``; ``x^2+2x+1`` = ``(x+1)^2``;
 ``1,000`` = ``1000``. math-verify's defaults otherwise (float rounding 6 digits, strict symbol matching).
@@ -32,6 +38,7 @@ from ..types import Prompt
 from . import exact
 
 TIMEOUT_S = 5  # per parse and per comparison, main thread only (see module docstring)
+BARE_MAX_CHARS = 200  # longest completion tried as a bare LaTeX expression
 
 
 def _timeout() -> int | None:
@@ -67,7 +74,7 @@ def parse_prediction(completion: str) -> list:
     if "####" in completion:
         candidates.append(_wrap(completion.rsplit("####", 1)[1]))
     candidates.append(completion)
-    if "$" not in completion and completion.strip():
+    if "$" not in completion and completion.strip() and len(completion) <= BARE_MAX_CHARS:
         candidates.append(_wrap(completion))
     for text in candidates:
         parsed = _parse(text)
@@ -82,9 +89,11 @@ def verify(completion: str, answer: str) -> bool:
     from math_verify.errors import TimeoutException
 
     try:
+        if exact.verify(completion, answer):
+            return True
         gold = list(_gold(answer))
         if not gold:
-            return exact.verify(completion, answer)
+            return False
         pred = parse_prediction(completion)
         if not pred:
             return False
