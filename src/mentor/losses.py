@@ -42,7 +42,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 Aggregation = Literal["seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm", "token_mean"]
 AGGREGATIONS = ("seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm", "token_mean")
@@ -85,6 +84,27 @@ def _rows_per_chunk(vocab: int, chunk_size: int | None, where: str, n_vocab_inpu
     return int(chunk_size)
 
 
+class _RecomputeInBackward(torch.autograd.Function):
+    """Activation checkpointing for one chunk: forward runs `fn` without a graph and saves only its input
+    tensors; backward re-runs `fn` with a graph and differentiates it. (torch.utils.checkpoint does the same
+    but imports torch._dynamo on first use, ~5 s on a 2-core CPU.)"""
+
+    @staticmethod
+    def forward(ctx, fn, args, *tensors):
+        ctx.fn, ctx.args = fn, args
+        ctx.save_for_backward(*tensors)
+        return fn(*tensors, *args)
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        inputs = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
+        with torch.enable_grad():
+            outputs = ctx.fn(*inputs, *ctx.args)
+        wrt = [x for x in inputs if x.requires_grad]
+        grads = iter(torch.autograd.grad(outputs, wrt, grad_outputs, allow_unused=True))
+        return (None, None, *(next(grads) if x.requires_grad else None for x in inputs))
+
+
 def _map_chunks(fn: Callable[..., tuple[torch.Tensor, ...]], inputs: Sequence[torch.Tensor],
                 chunk_rows: int, *args) -> tuple[torch.Tensor, ...]:
     """Apply `fn(*blocks, *args) -> tuple of (b, t, ...) tensors` to blocks of ≤ `chunk_rows` (batch, time)
@@ -92,9 +112,9 @@ def _map_chunks(fn: Callable[..., tuple[torch.Tensor, ...]], inputs: Sequence[to
 
     Blocks are whole sequences when a sequence fits in `chunk_rows`, else pieces of one sequence. They come
     from `Tensor.split` (one backward node that concatenates the block gradients, so backward is linear in
-    the number of blocks). With autograd on, each block runs under non-reentrant activation checkpointing:
+    the number of blocks). With autograd on, each block is recomputed in backward (`_RecomputeInBackward`):
     the graph keeps only the input views, and the float32 vocabulary-sized intermediates of a block exist
-    only while that block is computed (forward, then again in backward)."""
+    only while that block is computed."""
     B, T = inputs[0].shape[:2]
     if T <= chunk_rows:
         b_step, t_step = max(1, chunk_rows // max(T, 1)), max(T, 1)
@@ -105,8 +125,7 @@ def _map_chunks(fn: Callable[..., tuple[torch.Tensor, ...]], inputs: Sequence[to
     for b_blocks in zip(*(x.split(b_step, dim=0) for x in inputs)):
         pieces = []
         for blocks in zip(*(x.split(t_step, dim=1) for x in b_blocks)):
-            out = checkpoint(fn, *blocks, *args, use_reentrant=False) if grad else fn(*blocks, *args)
-            pieces.append(out)
+            pieces.append(_RecomputeInBackward.apply(fn, args, *blocks) if grad else fn(*blocks, *args))
         rows_out.append(tuple(torch.cat(p, dim=1) for p in zip(*pieces)))
     return tuple(torch.cat(r, dim=0) for r in zip(*rows_out))
 
@@ -148,8 +167,9 @@ def gather_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor, temperatu
 
     `logits_BTV[:, t]` must be the logits that predict `tokens_BT[:, t]` (shift before calling). Computed in
     chunks of `chunk_size` (batch, time) rows (default: as many as fit in `CHUNK_BYTES` of float32), each
-    under activation checkpointing, so neither a float32 copy nor a log-softmax of the whole (B, T, V) batch
-    is ever held, in forward or for backward. Results are float32 (float64 for float64 logits).
+    recomputed in backward (activation checkpointing), so neither a float32 copy nor a log-softmax of the
+    whole (B, T, V) batch is ever held, in forward or for backward. Results are float32 (float64 for
+    float64 logits).
     `vocab_size` keeps only the first ids (embedding rows padded past the tokenizer). Returns `logprobs_BT`,
     or `(logprobs_BT, entropy_BT)` with `with_entropy=True`; both differentiable. [code] verl/TRL
     `logprobs_from_logits` / `selective_log_softmax` (row loops), chunked and checkpointed [our design]."""
@@ -647,10 +667,12 @@ def _topk_kl_block(logits, t_logprobs, t_ids, temperature, vocab_size, tail):
         return ((t_lp.exp() * (t_lp - s_logprobs)).sum(-1),)
     p_t = t_lp.exp()
     body = (p_t * (t_lp - s_logprobs)).sum(-1)
-    p_tail = (1.0 - p_t.sum(-1)).clamp_min(0.0)
-    off_s = z.scatter(-1, t_ids, torch.finfo(z.dtype).min)  # S removed (finite fill: no NaN when S = vocab)
+    if t_ids.shape[-1] >= z.shape[-1]:  # S is the whole vocabulary: no tail
+        return (body,)
+    p_tail = 1.0 - p_t.sum(-1)
+    has_tail = p_tail > t_ids.shape[-1] * torch.finfo(z.dtype).eps  # beyond the rounding of Σ_S pT
+    off_s = z.scatter(-1, t_ids, torch.finfo(z.dtype).min)  # S removed (finite fill: never NaN)
     s_tail_log = torch.logsumexp(off_s, dim=-1) - lse  # log πθ,tail
-    has_tail = p_tail > 0
     tail_term = p_tail * (torch.where(has_tail, p_tail, torch.ones_like(p_tail)).log() - s_tail_log)
     return (body + torch.where(has_tail, tail_term, torch.zeros_like(tail_term)),)
 
@@ -665,8 +687,9 @@ def topk_forward_kl(student_logits_BTV: torch.Tensor, teacher_topk_logprobs_BTK:
         tail=False  L_t = Σ_{v∈S} p̃T(v)(log p̃T(v) − log πθ(v)), p̃T = pT renormalised on S;
                     ∂L/∂z_v = πθ(v) − p̃T(v)·1[v∈S]                                     [code] verl
 
-    `teacher_topk_logprobs_BTK` are the teacher's log-probs of `teacher_topk_ids_BTK` (normalised over the
-    full vocabulary, e.g. from `topk_logprobs`). Returns the differentiable (B, T) per-token loss; aggregate
+    `teacher_topk_logprobs_BTK` are the teacher's log-probs of its distinct `teacher_topk_ids_BTK`
+    (normalised over the full vocabulary, e.g. from `topk_logprobs`); a tail mass within the rounding of
+    Σ_S pT (K·machine-ε) counts as no tail. Returns the differentiable (B, T) per-token loss; aggregate
     it with `aggregate(..., "token_mean", normaliser)`. Chunked and checkpointed like `gather_logprobs`."""
     where = "topk_forward_kl"
     V = _check_logits(student_logits_BTV, temperature, vocab_size, where)
