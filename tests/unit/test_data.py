@@ -40,6 +40,13 @@ def test_fixture_loads_in_gsm8k_native_format():
         assert score("#### 99999", p) == 0.0
 
 
+def test_gsm8k_solution_as_sft_completion():
+    # the same column can be the SFT target (full solution) and, extracted, the answer
+    p = load_rows(str(gsm8k_fixture_path()), fields=FieldMap(prompt="question", completion="answer"), limit=1)[0]
+    assert p.answer == "24" and p.meta["completion"] == p.meta["solution"]
+    assert p.meta["completion"] == "The bags hold 3*4=<<3*4=12>>12 apples.\nMia has 12+12=<<12+12=24>>24 apples.\n#### 24"
+
+
 def test_limit_and_answer_extract_modes(tmp_path):
     assert [p.answer for p in load_rows(str(gsm8k_fixture_path()), fields=GSM, limit=3)] == ["24", "14", "110"]
     kept = load_rows(str(gsm8k_fixture_path()), fields=GSM, limit=1, answer_extract="none")
