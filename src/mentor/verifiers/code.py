@@ -54,8 +54,9 @@ HumanEval/MBPP/LiveCodeBench solutions need nothing else). Isolation: see `mento
 
 Data rows (`code_prompt`, `load_code_rows`): ``prompt`` (or ``problem``), ``tests``, ``entry_point``
 (function-call tests), ``solution`` (a reference, optional). The `Prompt` carries the tests in
-``answer`` as JSON ``{"tests": ..., "entry_point": ...}``, so code rows that already have that ``answer``
-column (as `mentor/data/code_fixture.jsonl` does) go through the generic row loader unchanged.
+``answer`` as JSON ``{"tests": ..., "entry_point": ...}``; rows that hold that object in an ``answer``
+column (as `mentor/data/code_fixture.jsonl` does, with ``"verifier": "code"``) also go through the
+generic loader `mentor.tasks.data.load_rows` unchanged, which JSON-encodes it.
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def _classify_call(reply: dict) -> dict:
             return {"status": "fail", "reason": "memory", "error": "memory limit exceeded (MemoryError)"}
         how = _signal_name(reply["signal"]) if reply.get("signal") is not None else f"exit status {reply.get('exit')}"
         return {"status": "fail", "reason": "runtime_error", "error": f"the call ended without returning ({how})"}
-    return {"status": "fail", "reason": "runtime_error", "error": reply.get("error") or "error"}
+    return {"status": "fail", "reason": "runtime_error", "error": str(reply.get("error") or "error")[:500]}
 
 
 def run_tests(program: str, tests: Any, *, entry_point: str | None = None, limits: Limits | None = None,
@@ -280,10 +281,10 @@ def run_tests(program: str, tests: Any, *, entry_point: str | None = None, limit
             hello = box.hello
             status = hello.get("status")
             if status == "syntax_error":
-                return _all_fail(n, "syntax_error", hello.get("error", ""), mode, start)
+                return _all_fail(n, "syntax_error", str(hello.get("error", ""))[:500], mode, start)
             if status == "load_error":
                 reason = "memory" if hello.get("memory") else "runtime_error"
-                return _all_fail(n, reason, "program failed at import: " + hello.get("error", ""), mode, start)
+                return _all_fail(n, reason, f"program failed at import: {hello.get('error', '')}"[:500], mode, start)
             if status == "start_timeout":
                 return _all_fail(n, "timeout", "program did not finish loading in time", mode, start)
             if status != "ready":
@@ -405,20 +406,26 @@ def verify(completion: str, prompt: Prompt) -> float:
     return run_tests(extract_program(completion), tests, entry_point=entry_point).fraction
 
 
+score = verify  # the name `mentor.verifiers.VERIFIERS["code"]` looks for first
+
+
 def code_prompt(row: dict, index: int = 0, source: str = "") -> Prompt:
     """A Prompt from a code row {prompt|problem, tests, entry_point?, solution?, id?}; errors name the row."""
     where = f"{source or 'row'} {index}"
     text = row.get("prompt", row.get("problem"))
     if not isinstance(text, str) or not text:
         raise ValueError(f"{where}: needs a non-empty 'prompt' (or 'problem') string")
-    if "tests" not in row:
-        raise ValueError(f"{where}: needs 'tests' (list of {{input, output}} or an assert program)")
-    spec = parse_tests(row["tests"], f"{where}: tests")
-    entry_point = row.get("entry_point")
+    tests, entry_point = row.get("tests"), row.get("entry_point")
+    if tests is None and isinstance(row.get("answer"), dict):  # the verifier-ready form of the fixture
+        tests, entry_point = row["answer"].get("tests"), row["answer"].get("entry_point", entry_point)
+    if tests is None:
+        raise ValueError(f"{where}: needs 'tests' (list of {{input, output}} or an assert program), "
+                         "or an 'answer' object {tests, entry_point}")
+    spec = parse_tests(tests, f"{where}: tests")
     if isinstance(spec, AssertTests) and not (isinstance(entry_point, str) and entry_point.isidentifier()):
         raise ValueError(f"{where}: assert tests need 'entry_point', the function name; got {entry_point!r}")
     return Prompt(id=str(row.get("id", f"{source}:{index}")), text=text,
-                  answer=json.dumps({"tests": row["tests"], "entry_point": entry_point}), verifier="code",
+                  answer=json.dumps({"tests": tests, "entry_point": entry_point}), verifier="code",
                   source=row.get("source", source), domain=row.get("domain", "code"), row=index,
                   meta={"entry_point": entry_point, "solution": row.get("solution")})
 

@@ -377,11 +377,15 @@ class Sandbox:
         deadline = time.monotonic() + lim.startup_timeout
         try:
             self._send({"program": self.program}, deadline)
-            self.hello = json.loads(self.reader.read(deadline, 1 << 16))
+            self.hello = _checked_hello(self.reader.read(deadline, 1 << 16))
+            if self.hello["status"] == "loading":  # "call": the candidate's top level runs now
+                self.hello = {"status": "load_error", "memory": False, "error": "the program ended while loading"}
+                self.hello = _checked_hello(self.reader.read(deadline, 1 << 16))
         except ChannelTimeout:
             self.hello = {"status": "start_timeout"}
         except ChannelClosed as e:
-            self.hello = {"status": "start_failed", "error": str(e)}
+            if self.hello.get("status") != "load_error":
+                self.hello = {"status": "start_failed", "error": str(e)}
         return self.hello
 
     def _send(self, obj: dict, deadline: float) -> None:
@@ -393,10 +397,8 @@ class Sandbox:
         self._next_id += 1
         deadline = time.monotonic() + self.limits.timeout + 2.0  # the runner enforces timeout; 2 s of slack
         self._send({"op": op, "id": self._next_id, **fields}, deadline)
-        reply = json.loads(self.reader.read(deadline, self.limits.output_limit * 6 + (1 << 16)))
-        if reply.get("id") != self._next_id:
-            raise ChannelClosed(f"reply for test {reply.get('id')} while waiting for {self._next_id}")
-        return reply
+        line = self.reader.read(deadline, self.limits.output_limit * 6 + (1 << 16))
+        return _checked_reply(line, op, self._next_id)
 
     def close(self) -> None:
         """Stop the run, check that no process of its uid survives, delete the work directory.
@@ -443,6 +445,42 @@ class Sandbox:
                 self.slot.release()
                 self.slot = None
             self.proc = None
+
+
+_REPLY_TYPES = {  # field -> allowed types, per request kind; anything else is a malformed reply
+    "run": {"timed_out": (bool,), "exit": (int, type(None)), "signal": (int, type(None)), "stdout": (str,),
+            "output_capped": (bool,), "stderr": (str,), "time": (int, float)},
+    "call": {"timed_out": (bool,), "exit": (int, type(None)), "signal": (int, type(None)), "status": (str,),
+             "time": (int, float)},
+}
+
+
+def _checked_reply(line: bytes, op: str, want_id: int) -> dict:
+    """Parse and type-check one runner reply. In "call" mode the candidate's code shares the runner's
+    process, so a reply may be forged or garbage: it must still never crash the parent (it can only
+    ever carry values the candidate could have returned anyway)."""
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        raise ChannelClosed("malformed reply from the sandbox") from None
+    if not isinstance(reply, dict) or reply.get("id") != want_id:
+        raise ChannelClosed(f"reply out of order (wanted test {want_id})")
+    for key, types in _REPLY_TYPES[op].items():
+        if type(reply.get(key)) not in types:
+            raise ChannelClosed(f"malformed reply from the sandbox: field {key!r}")
+    if op == "call" and reply["status"] == "ok" and not isinstance(reply.get("value"), str):
+        raise ChannelClosed("malformed reply from the sandbox: field 'value'")
+    return reply
+
+
+def _checked_hello(line: bytes) -> dict:
+    try:
+        hello = json.loads(line)
+    except ValueError:
+        raise ChannelClosed("malformed first message from the sandbox") from None
+    if not isinstance(hello, dict) or not isinstance(hello.get("status"), str):
+        raise ChannelClosed("malformed first message from the sandbox")
+    return hello
 
 
 class Harness:

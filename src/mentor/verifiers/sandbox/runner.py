@@ -282,6 +282,7 @@ class Runner:
             return
         if self.cfg["kind"] == "call":
             module = {"__name__": "solution", "__builtins__": builtins}
+            self.send({"status": "loading"})  # from here on, a closed channel is the candidate's doing
             resource.setrlimit(resource.RLIMIT_AS, (self.cfg["memory_mb"] << 20,) * 2)
             try:
                 exec(self.code, module)  # the candidate's top level; bounded by the parent's deadline
@@ -314,6 +315,8 @@ def main():
     if cfg["setup"] == "unshare":
         _enter_unshare_sandbox(cfg)
     os.chdir(cfg["workdir"])
+    # Not dumpable: tests forked from here cannot ptrace us or open /proc/<us>/fd to write on our channel.
+    ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
     ctl_in, ctl_out = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
