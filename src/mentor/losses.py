@@ -499,6 +499,22 @@ def lpo_target(rewards_BG: torch.Tensor, tau: str | float = "std", std_ddof: int
     return target_BG, valid_B
 
 
+def lpo_normaliser(rewards_BG: torch.Tensor | Iterable[torch.Tensor], identical_groups: str = "mask") -> torch.Tensor:
+    """LPO's normaliser for one optimizer step: the number of groups that carry loss (lpo.md §2 defaults) —
+    groups whose rewards are not all equal under `identical_groups="mask"`, all groups under `"project"`.
+    Additive over micro-batches (pass their reward matrices) and ranks (all-reduce SUM)."""
+    _check_choice("identical_groups", identical_groups, ("mask", "project"), "lpo_normaliser")
+    mats = [rewards_BG] if isinstance(rewards_BG, torch.Tensor) else list(rewards_BG)
+    total = torch.zeros((), dtype=torch.float64)
+    for R in mats:
+        if R.dim() != 2:
+            raise ValueError(f"lpo_normaliser: rewards must be (prompts, group), got shape {tuple(R.shape)}")
+        counted = torch.ones(R.shape[0], dtype=torch.bool, device=R.device) if identical_groups == "project" \
+            else ~(R == R[:, :1]).all(dim=1)
+        total = total + counted.to(torch.float64).sum().cpu()
+    return total
+
+
 def lpo_weights(rewards_BG: torch.Tensor, seq_logratio_BG: torch.Tensor, kind: str = "fwd",
                 tau: str | float = "std", std_ddof: int = 1, identical_groups: str = "mask") -> torch.Tensor:
     """Closed-form listwise coefficients c_k = ∂L/∂s_k, so that ∇θL = Σ_k c_k ∇θ log πθ(y_k) (lpo.md §2):
@@ -530,7 +546,8 @@ def lpo_loss(rewards_BG: torch.Tensor, seq_logratio_BG: torch.Tensor, kind: str 
 
         loss = Σ_{valid groups} D_g / normaliser,   D = KL(w* ‖ softmax(s)) (fwd) or KL(softmax(s) ‖ w*) (rev)
 
-    `normaliser` is the global number of valid groups of the optimizer step (default: this call's);
+    `normaliser` is the global number of valid groups of the optimizer step (`lpo_normaliser`; default:
+    this call's);
     its gradient in s is `lpo_weights / normaliser`. Metrics (detached, means over valid groups):
     entropy_P, entropy_target, kl_target_P (= KL(w*‖P) whichever kind), abs_coef_sum (Σ_k|c_k|),
     max_abs_logratio, masked_group_frac."""

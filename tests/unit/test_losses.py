@@ -17,6 +17,7 @@ from mentor.losses import (
     kl_estimate,
     loss_normaliser,
     lpo_loss,
+    lpo_normaliser,
     lpo_target,
     lpo_weights,
     masked_mean,
@@ -560,6 +561,9 @@ def test_lpo_identical_rewards_are_masked(kind, tau):
     alone, _ = lpo_loss(R[1:], s[1:], kind, tau)
     close(loss, alone, atol=1e-12)
     close(m["masked_group_frac"], 0.5)
+    close(lpo_normaliser(R), 1.0)
+    close(lpo_normaliser([R[:1], R[1:]]), 1.0)  # additive over micro-batches
+    close(lpo_normaliser(R, identical_groups="project"), 2.0)
 
 
 def test_lpo_mean_rule_all_zero_rewards_and_range_check():
