@@ -15,6 +15,9 @@ def _train(args) -> int:
     from .train import train
 
     overrides = list(args.overrides)
+    if args.recipe and "=" in args.recipe and not args.recipe.endswith((".yaml", ".yml")):
+        overrides.insert(0, args.recipe)  # `mentor train key=value ...` with no recipe file
+        args.recipe = None
     if args.out:
         overrides.append(f"run.out_dir={args.out}")
     if args.resume:
@@ -23,8 +26,8 @@ def _train(args) -> int:
         cfg = load_config(Path(args.resume) / "config.yaml", overrides)
         train(cfg, resume=True)
         return 0
-    if not args.recipe:
-        raise SystemExit("mentor train: give a RECIPE.yaml (or --resume RUN_DIR)")
+    if not args.recipe and not overrides:
+        raise SystemExit("mentor train: give a RECIPE.yaml and/or key=value overrides (or --resume RUN_DIR)")
     cfg = load_config(args.recipe, overrides)
     train(cfg, resume=False)
     return 0
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="run a training recipe (sft, grpo-family, lpo, opd, ...); resumable")
-    t.add_argument("recipe", nargs="?", help="recipe YAML (configs/*.yaml)")
+    t.add_argument("recipe", nargs="?", help="recipe YAML (configs/*.yaml); optional when overrides give everything")
     t.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its newest complete checkpoint")
     t.add_argument("--out", help="run directory (same as run.out_dir=...)")

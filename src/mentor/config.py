@@ -120,10 +120,10 @@ class RLConfig:
     """RLVR and distillation settings (specs/grpo_family.md §2.6, lpo.md, selection.md). Fields left `None` take
     the objective's paper default from `mentor.objectives.OBJECTIVES`."""
 
-    group_size: int = 8  # G completions per prompt
+    group_size: int | None = None  # G completions per prompt (default: 8 for RL objectives, 1 for opd / g_opd)
     clip_eps_low: float | None = None  # PPO clip below 1 (default 0.2)
     clip_eps_high: float | None = None  # PPO clip above 1 (default 0.2; dapo 0.28)
-    dual_clip_c: float | None = None  # dual-clip constant c > 1 for A < 0 (None: off)
+    dual_clip_c: float | None = None  # dual-clip constant c > 1 for A < 0 (default: off; 3.0 for opd / g_opd)
     tis_cap: float = 5.0  # token truncated-IS cap on exp(l_old - l_samp)
     recompute_old_logprobs: bool = True  # learner recomputes l_old (else l_old := sampler log-probs, w = 1)
     kl_coef: float = 0.0  # beta of the KL-to-reference loss (0: no reference model is loaded)
@@ -149,6 +149,31 @@ class RLConfig:
 
 
 @dataclass
+class TeacherConfig:
+    model: str  # hub id, local HF directory (or tiny:PRESET in tests)
+    reward_scale: float | None = None  # this teacher's lambda (default: distill.reward_scale)
+    reference: str | None = None  # this teacher's G-OPD reference (default: distill.reference)
+
+
+@dataclass
+class DistillConfig:
+    """On-policy distillation (specs/opd.md). `teacher` is the single-teacher shorthand; `teachers` maps names to
+    teachers and `route_field` (a Prompt provenance field: domain, mode, source, or meta key) picks one per prompt."""
+
+    teacher: str | None = None  # single teacher: model path
+    teachers: dict[str, TeacherConfig] = field(default_factory=dict)  # multi-teacher: name -> teacher
+    route_field: str = "domain"  # which prompt field names its teacher (multi-teacher)
+    reward_scale: float = 1.0  # G-OPD lambda: 1 = OPD, > 1 = ExOPD (1.25 in the paper's recipe)
+    reference: str | None = "student_init"  # G-OPD reference when lambda != 1: student_init, a model path, or null
+    estimator: Literal["sampled", "topk", "full"] = "sampled"
+    discount: float = 0.0  # gamma of the discounted future sum of token rewards (sampled estimator)
+    kl_penalty_coef: float = 1.0  # scale of the token advantages
+    topk: int = 64  # teacher top-k (topk estimator)
+    topk_tail: bool = True  # keep a tail bucket (else renormalise on the top-k)
+    jsd_beta: float = 1.0  # full estimator: 0 forward KL, 1 reverse KL, in between generalized JSD
+
+
+@dataclass
 class EvalConfig:
     every: int = 50  # evaluate every N steps (0: only at the end)
     size: int = 256  # prompts from the held-out split
@@ -168,6 +193,7 @@ class TrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form section for components that add their own configs
 
@@ -222,6 +248,8 @@ def _coerce(tp, value, path: str):
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        if args and args[1] is not Any:
+            return {k: _coerce(args[1], v, f"{path}.{k}") for k, v in value.items()}
         return dict(value)
     if tp is Any:
         return value

@@ -80,8 +80,9 @@ def build_tiny_model(tokenizer, preset: str = "1m", seed: int = 0, max_positions
 
 def save_model(model, tokenizer, path: str | os.PathLike) -> Path:
     """Save a model and tokenizer as a normal Hugging Face directory, atomically (temp dir + rename)."""
-    from .runs import atomic_dir
+    from .runs import atomic_dir, quiet_transformers
 
+    quiet_transformers()
     path = Path(path)
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp)

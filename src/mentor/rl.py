@@ -95,6 +95,15 @@ class RLStepper:
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed + 1)
         self.reference = self._load_reference() if rl.kl_coef > 0 else None
         self.reward_errors = 0
+        self.scorer = None
+        if self.obj.objective.distill:
+            from .objectives import check_distill
+            from .scoring import TeacherScorer
+
+            check_distill(cfg.algo, cfg.distill)
+            self.scorer = TeacherScorer(cfg.distill, tokenizer, cfg.model.path, device=device, dtype=cfg.model.dtype,
+                                        run_dir=cfg.run.out_dir, student_model=model, seed=cfg.run.seed)
+            self.scorer.check_routes(self.pool)
 
     # ------------------------------------------------------------------ set-up helpers
     def _fit_to_context(self, pool: list[Prompt]) -> list[Prompt]:
@@ -146,7 +155,7 @@ class RLStepper:
     def sample_and_score(self, prompts: list[Prompt]) -> list[Group]:
         self.model.eval()
         with torch.no_grad():
-            out = self.sampler.generate(prompts, n=self.cfg.rl.group_size, generator=self.generator,
+            out = self.sampler.generate(prompts, n=self.obj.group_size, generator=self.generator,
                                         template=self.cfg.data.prompt_template)
         groups = []
         for p, rollouts in zip(prompts, out):
@@ -158,7 +167,7 @@ class RLStepper:
     # ------------------------------------------------------------------ the step
     def step(self, step: int) -> dict[str, Any]:
         cfg, rl, obj = self.cfg, self.cfg.rl, self.obj
-        B, G = cfg.optim.batch_size, rl.group_size
+        B, G = cfg.optim.batch_size, obj.group_size
         times: dict[str, float] = {}
         t0 = time.perf_counter()
         metrics: dict[str, Any] = {}
@@ -190,7 +199,7 @@ class RLStepper:
             truncated = torch.tensor([r.finish_reason != "stop" for r in rollouts], device=self.device)
             batch.loss_mask[truncated] = 0.0
             batch.num_loss_tokens = int(batch.loss_mask.sum())
-        if obj.objective.listwise is None:
+        if obj.objective.advantage is not None:
             adv_BG = losses.group_advantages(shaped_BG, obj.objective.advantage, std_ddof=rl.std_ddof, eps=rl.adv_eps,
                                              baseline=rl.reinforce_baseline if obj.objective.advantage == "reinforce_pp" else None)
             batch.advantages = adv_BG.reshape(-1).to(self.device)
@@ -202,7 +211,11 @@ class RLStepper:
         elif not rl.recompute_old_logprobs:
             batch.old_logprobs = batch.extras["sampler_logprobs"]
         if self.reference is not None:
-            batch.extras["ref_logprobs"] = self._logprobs_no_grad(self.reference, batch)
+            batch.extras["kl_ref_logprobs"] = self._logprobs_no_grad(self.reference, batch)
+        if self.scorer is not None:
+            routes = self.scorer.route([g.prompt for g in groups for _ in g.rollouts])
+            batch.extras.update(self.scorer.score(batch, routes, cfg.optim.micro_batch_size))
+            metrics.update(self._distill_metrics(batch, routes))
         times["score"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -277,7 +290,7 @@ class RLStepper:
         lp, ent = token_logprobs(model, mb, T, with_entropy=need_entropy)
         samp = mb.extras["sampler_logprobs"]
         if self.obj.objective.listwise:
-            G = rl.group_size
+            G = self.obj.group_size
             s_BK = losses.masked_sum((lp - samp), mb.loss_mask, dim=1).reshape(-1, G)
             loss, metrics = losses.lpo_loss(mb.extras["rewards"].reshape(-1, G), s_BK, kind=self.obj.objective.listwise,
                                             tau=rl.lpo_tau, std_ddof=rl.std_ddof,
@@ -285,14 +298,68 @@ class RLStepper:
             metrics["entropy"] = losses.masked_mean(ent.detach(), mb.loss_mask)
             return loss, {**{k: float(v) for k, v in metrics.items()}, "_weight": mb.num_loss_tokens}
         old = mb.old_logprobs if mb.old_logprobs is not None else lp.detach()
-        adv = mb.advantages[:, None].expand_as(lp)
+        if self.obj.objective.distill:
+            if self.cfg.distill.estimator != "sampled":
+                return self._distill_direct_loss(model, mb, lp, ent, normaliser)
+            adv = self._distill_advantages(mb, old)
+        else:
+            adv = mb.advantages[:, None].expand_as(lp)
         loss, metrics = losses.policy_loss(
             lp, old, adv, mb.loss_mask, clip_eps_low=self.obj.clip_eps_low, clip_eps_high=self.obj.clip_eps_high,
-            dual_clip_c=rl.dual_clip_c, sampler_logprobs=samp if rl.recompute_old_logprobs else None,
-            tis_cap=rl.tis_cap, ref_logprobs=mb.extras.get("ref_logprobs"), kl_coef=rl.kl_coef,
+            dual_clip_c=self.obj.dual_clip_c, sampler_logprobs=samp if rl.recompute_old_logprobs else None,
+            tis_cap=rl.tis_cap, ref_logprobs=mb.extras.get("kl_ref_logprobs"), kl_coef=rl.kl_coef,
             kl_estimator=rl.kl_estimator, entropy=ent, entropy_coef=rl.entropy_coef, aggregation=self.obj.aggregation,
             normaliser=normaliser, L_norm=self.cfg.sampling.max_new_tokens)
         return loss, {**{k: float(v) for k, v in metrics.items()}, "_weight": mb.num_loss_tokens}
+
+    # ------------------------------------------------------------------ distillation (specs/opd.md)
+    def _distill_advantages(self, mb: TrainBatch, old: torch.Tensor) -> torch.Tensor:
+        """A_t = λ·ℓT + (1−λ)·ℓref − ℓold per row's own teacher λ (G-OPD; λ = 1 is OPD), times kl_penalty_coef."""
+        d = self.cfg.distill
+        lam_N = mb.extras["reward_scale"]
+        adv = torch.zeros_like(old)
+        for lam in torch.unique(lam_N).tolist():
+            rows = (lam_N == lam).nonzero().flatten()
+            adv[rows] = losses.gopd_token_advantages(
+                old[rows], mb.extras["teacher_logprobs"][rows], mb.extras["ref_logprobs"][rows] if lam != 1.0 else None,
+                lam, mask=mb.loss_mask[rows], discount=d.discount or None)
+        return d.kl_penalty_coef * adv
+
+    def _distill_direct_loss(self, model, mb: TrainBatch, lp, ent, normaliser):
+        """`topk` / `full` estimators: a supervised per-token loss against the routed teacher's logits."""
+        d = self.cfg.distill
+        logits_BTV = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
+        routes = mb.extras["route"].tolist()
+        per_token = torch.zeros_like(lp)
+        for idx, (name, t) in enumerate(self.scorer.teachers.items()):
+            rows = [i for i, r in enumerate(routes) if r == idx]
+            if not rows:
+                continue
+            with torch.no_grad():
+                t_logits = t.model(input_ids=mb.input_ids[rows], attention_mask=mb.attention_mask[rows]).logits[:, :-1].float()
+            if d.estimator == "topk":
+                t_lp, t_ids = losses.topk_logprobs(t_logits, d.topk)
+                per_token[rows] = losses.topk_forward_kl(logits_BTV[rows], t_lp, t_ids, tail=d.topk_tail)
+            else:
+                per_token[rows] = losses.generalized_jsd(logits_BTV[rows], t_logits, beta=d.jsd_beta)
+        loss = losses.masked_sum(per_token, mb.loss_mask) / normaliser
+        return loss, {"distill_loss": float(losses.masked_mean(per_token.detach(), mb.loss_mask)),
+                      "entropy": float(losses.masked_mean(ent.detach(), mb.loss_mask)), "_weight": mb.num_loss_tokens}
+
+    def _distill_metrics(self, batch: TrainBatch, routes: list[str]) -> dict[str, float]:
+        """Reverse-KL estimate (mean of ℓsamp − ℓT on sampled tokens), teacher NLL, per teacher."""
+        names = list(self.scorer.teachers)
+        batch.extras["route"] = torch.tensor([names.index(r) for r in routes], device=batch.loss_mask.device)
+        m, t, s = batch.loss_mask, batch.extras["teacher_logprobs"], batch.extras["sampler_logprobs"]
+        out = {"opd/reverse_kl": float(losses.masked_mean(s - t, m)), "opd/teacher_nll": float(losses.masked_mean(-t, m)),
+               "opd/adv_positive": float(losses.masked_mean((t > s).float(), m))}
+        if len(names) > 1:
+            for i, name in enumerate(names):
+                rows = batch.extras["route"] == i
+                if rows.any():
+                    out[f"opd/{name}/reverse_kl"] = float(losses.masked_mean((s - t)[rows], m[rows]))
+                    out[f"opd/{name}/samples"] = int(rows.sum())
+        return out
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -129,6 +129,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, tokenizer, tra
     RNG, data cursor, selector/controller state). Older checkpoints beyond `keep` are removed."""
     from .models import _pin_tokenizer_class
 
+    quiet_transformers()
     ckpt_root = Path(run_dir) / "ckpt"
     final = ckpt_root / f"step_{step}"
     with atomic_dir(final) as tmp:
@@ -139,6 +140,16 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, tokenizer, tra
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' per-save progress bars (mentor shows its own progress)."""
+    try:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetics only
+        pass
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:

@@ -23,7 +23,18 @@ SFT = ["algo=sft", "model.path=tiny:100k", "data.task=add", "data.task_args={dig
 GRPO = ["algo=grpo", "model.path=tiny:100k", "data.task=add", "data.task_args={digits: 1}", "data.num_train=256",
         "data.num_eval=8", "optim.lr=1e-3", "optim.batch_size=4", "optim.micro_batch_size=16", "sampling.max_new_tokens=12",
         "rl.group_size=4", "eval.every=4", "eval.size=8", "run.progress=false"]
+GOPD = ["algo=g_opd", "distill.reward_scale=1.25", "model.path=tiny:100k", "data.task=add", "data.task_args={digits: 1}",
+        "data.num_train=256", "data.num_eval=8", "optim.lr=1e-3", "optim.batch_size=8", "optim.micro_batch_size=16",
+        "sampling.max_new_tokens=12", "eval.every=4", "eval.size=8", "run.progress=false"]
 VOLATILE = ("time/", "tokens_per_s")
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    from mentor.models import build_tiny_model, build_tokenizer, save_model
+
+    tok = build_tokenizer()
+    return str(save_model(build_tiny_model(tok, "100k", seed=123), tok, tmp_path_factory.mktemp("t") / "teacher"))
 
 
 def stable(records):
@@ -78,9 +89,20 @@ HANG = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("recipe", [SFT, GRPO], ids=["sft", "grpo"])
-def test_sigkill_during_checkpoint_then_resume_matches_uninterrupted(tmp_path, recipe):
+def test_opd_run_logs_teacher_metrics(tmp_path, teacher_dir):
+    out = tmp_path / "opd"
+    train(load_config(None, [x for x in GOPD if "reward_scale" not in x] + ["algo=opd", f"distill.teacher={teacher_dir}",
+                                                                      f"run.out_dir={out}", "run.steps=3"]))
+    rec = read_jsonl(out / "metrics.jsonl")[1]
+    assert rec["opd/reverse_kl"] > 0 and rec["opd/teacher_nll"] > 0 and 0 <= rec["opd/adv_positive"] <= 1
+    assert not (out / "reference_init").exists()  # λ = 1 loads no reference
+
+
+@pytest.mark.parametrize("recipe", [SFT, GRPO, GOPD], ids=["sft", "grpo", "g_opd"])
+def test_sigkill_during_checkpoint_then_resume_matches_uninterrupted(tmp_path, recipe, teacher_dir):
     steps = ["run.steps=8", "run.save_every=2"]
+    if "algo=g_opd" in recipe:
+        recipe = recipe + [f"distill.teacher={teacher_dir}"]
     ref = tmp_path / "ref"
     train(load_config(None, recipe + steps + [f"run.out_dir={ref}"]))
 
