@@ -195,7 +195,8 @@ class TrainConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form section for components that add their own configs
+    controllers: list[str] = field(default_factory=list)  # step controllers (see `mentor.controllers.CONTROLLERS`)
+    controller_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # per controller: its own dataclass's fields
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -1,43 +1,133 @@
 """`mentor quickstart`: the embedded default run, on CPU in minutes, with nothing downloaded.
 
-Stage 1 builds a ~1M-parameter Llama-architecture model and a character tokenizer locally, and trains it by
-SFT on 3-digit addition with a per-digit scratchpad; it is evaluated greedily on held-out problems and the
-report (plots + Markdown) is written. Each stage is an ordinary `mentor train` recipe, printed so that it can
-be rerun or edited.
+Four stages, each an ordinary `mentor train` run whose overrides are printed so it can be rerun or edited:
+
+1. **teacher SFT** — a ~1M-parameter Llama-architecture model and a character tokenizer are built locally and
+   trained on 3-digit addition with a per-digit scratchpad;
+2. **teacher GRPO** — RL with a 0/1 verifier reward raises the teacher's held-out accuracy further;
+3. **student SFT** — a 138k-parameter student gets a brief warm start (it stays weak);
+4. **OPD** — the student samples, the teacher scores every sampled token, and the student is trained on the
+   teacher's per-token log-ratio (on-policy distillation): its accuracy climbs toward the teacher's.
+
+The teacher (stages 1–2) is cached under `~/.cache/mentor/quickstart/` keyed by its recipe, so a second
+quickstart only re-runs the student stages. A summary plot and `summary.md` land in the output directory.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 import time
 from pathlib import Path
 
 from .config import load_config
 
+TASK = ["data.task=add", "data.task_args={digits: 3}", "sampling.max_new_tokens=48", "run.progress=true"]
 
-def sft_recipe(out: Path, fast: bool) -> list[str]:
-    return [
-        "algo=sft", f"run.out_dir={out / 'sft'}", "run.seed=0", f"run.steps={15 if fast else 500}",
-        f"run.save_every={0 if fast else 250}", "model.path=tiny:1m", "data.task=add", "data.task_args={digits: 3}",
-        "optim.lr=2e-3", "optim.warmup_steps=20", "optim.schedule=cosine", "optim.min_lr_ratio=0.05",
-        "optim.batch_size=64", "optim.micro_batch_size=64", "sampling.max_new_tokens=48",
-        f"eval.every={5 if fast else 100}", f"eval.size={32 if fast else 256}",
-    ]
+
+def stages(fast: bool) -> dict[str, list[str]]:
+    """The recipe of each stage as overrides (`fast`: a seconds-long smoke version for the tests)."""
+    n = (lambda full, smoke: smoke if fast else full)
+    eval_ = [f"eval.size={n(256, 16)}"]
+    return {
+        "teacher_sft": ["algo=sft", "model.path=tiny:1m", *TASK, *eval_, f"run.steps={n(400, 6)}", f"eval.every={n(100, 3)}",
+                        "optim.lr=2e-3", "optim.warmup_steps=20", "optim.schedule=cosine", "optim.min_lr_ratio=0.05",
+                        "optim.batch_size=64", "optim.micro_batch_size=64", "run.save_every=0"],
+        "teacher_grpo": ["algo=grpo", *TASK, *eval_, f"run.steps={n(60, 2)}", f"eval.every={n(15, 2)}", "optim.lr=5e-5",
+                         "optim.schedule=constant", f"optim.batch_size={n(16, 2)}", "optim.micro_batch_size=128",
+                         "rl.group_size=8", "run.save_every=0"],
+        "student_sft": ["algo=sft", "model.path=tiny:100k", *TASK, *eval_, f"run.steps={n(150, 4)}", f"eval.every={n(50, 2)}",
+                        "optim.lr=3e-3", "optim.warmup_steps=10", "optim.schedule=constant", "optim.batch_size=64",
+                        "optim.micro_batch_size=64", "run.seed=1", "run.save_every=0"],
+        "opd": ["algo=opd", *TASK, *eval_, f"run.steps={n(200, 3)}", f"eval.every={n(25, 3)}", "optim.lr=3e-4",
+                "optim.warmup_steps=10", "optim.schedule=constant", f"optim.batch_size={n(64, 4)}", "optim.micro_batch_size=64",
+                "run.seed=1", "run.save_every=0"],
+    }
+
+
+def _accuracy(run_dir: Path) -> list[tuple[int, float]]:
+    from .runs import read_jsonl
+
+    return [(r["step"], r["eval/accuracy"]) for r in read_jsonl(run_dir / "metrics.jsonl") if "eval/accuracy" in r]
+
+
+def _run(name: str, overrides: list[str], out: Path) -> Path:
+    from .train import train
+
+    print(f"\n== {name}: mentor train " + " ".join(overrides + [f"run.out_dir={out}"]), flush=True)
+    if out.exists():
+        shutil.rmtree(out)
+    return train(load_config(None, overrides + [f"run.out_dir={out}"]))
+
+
+def teacher(fast: bool, cache_root: Path | None = None) -> Path:
+    """The SFT+GRPO teacher, trained once per recipe and cached (returns its run directory of stage 2)."""
+    s = stages(fast)
+    key = hashlib.sha1(json.dumps([s["teacher_sft"], s["teacher_grpo"]]).encode()).hexdigest()[:12]
+    root = (cache_root or Path(os.environ.get("MENTOR_CACHE", Path.home() / ".cache" / "mentor"))) / "quickstart" / key
+    if (root / "grpo" / "final" / "config.json").exists():
+        print(f"== teacher: cached at {root} (delete it to retrain)")
+        return root
+    sft_dir = _run("teacher SFT", s["teacher_sft"], root / "sft")
+    _run("teacher GRPO", s["teacher_grpo"] + [f"model.path={sft_dir / 'final'}"], root / "grpo")
+    return root
 
 
 def quickstart(out: str | Path = "runs/quickstart", fast: bool = False) -> dict[str, Path]:
-    import shutil
-
-    from .runs import read_jsonl
-    from .train import train
-
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    overrides = sft_recipe(out, fast)
-    print("mentor quickstart — stage 1: SFT of a tiny model on 3-digit addition\n  mentor train " + " ".join(overrides[1:]) + " algo=sft")
-    sft_dir = train(load_config(None, overrides))
-    acc = [r["eval/accuracy"] for r in read_jsonl(sft_dir / "metrics.jsonl") if "eval/accuracy" in r]
-    print(f"\nSFT: held-out greedy accuracy {acc[0]:.1%} → {acc[-1]:.1%} in {time.perf_counter() - t0:.0f} s")
-    print(f"  run directory : {sft_dir}\n  final model   : {sft_dir / 'final'}\n  report        : {sft_dir / 'report.md'}")
-    return {"sft": sft_dir}
+    s = stages(fast)
+    teacher_root = teacher(fast, cache_root=out / ".cache" if fast else None)
+    teacher_model = teacher_root / "grpo" / "final"
+    student_dir = _run("student SFT (brief warm start)", s["student_sft"], out / "student_sft")
+    opd_dir = _run("on-policy distillation", s["opd"] + [f"model.path={student_dir / 'final'}",
+                                                          f"distill.teacher={teacher_model}"], out / "opd")
+    curves = {"teacher SFT": _accuracy(teacher_root / "sft"), "teacher GRPO": _accuracy(teacher_root / "grpo"),
+              "student SFT": _accuracy(student_dir), "student OPD": _accuracy(opd_dir)}
+    summary = write_summary(out, curves, time.perf_counter() - t0)
+    print(f"\nmentor quickstart done in {time.perf_counter() - t0:.0f} s")
+    for name, c in curves.items():
+        print(f"  {name:13s} held-out greedy accuracy {c[0][1]:6.1%} → {c[-1][1]:6.1%}")
+    print(f"  teacher        {teacher_root}\n  student runs   {student_dir}, {opd_dir}\n  summary        {summary}")
+    return {"teacher": teacher_root, "student_sft": student_dir, "opd": opd_dir, "summary": summary}
+
+
+def write_summary(out: Path, curves: dict[str, list[tuple[int, float]]], seconds: float) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .runs import atomic_write_text
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, names in zip(axes, [("teacher SFT", "teacher GRPO"), ("student SFT", "student OPD")]):
+        offset = 0
+        for name in names:
+            xs, ys = zip(*curves[name])
+            ax.plot([x + offset for x in xs], ys, marker="o", label=name)
+            offset += xs[-1]
+        ax.set_xlabel("step (stages back to back)")
+        ax.set_ylabel("held-out greedy accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    teacher_final = curves["teacher GRPO"][-1][1]
+    axes[1].axhline(teacher_final, ls="--", c="gray", label="teacher")
+    fig.tight_layout()
+    fig.savefig(out / "quickstart.png", dpi=90)
+    plt.close(fig)
+    lines = ["# mentor quickstart", "", f"Total time {seconds:.0f} s on this machine.", "",
+             "| stage | accuracy before | accuracy after |", "|---|---|---|"]
+    lines += [f"| {n} | {c[0][1]:.1%} | {c[-1][1]:.1%} |" for n, c in curves.items()]
+    gap = teacher_final - curves["student SFT"][-1][1]
+    if gap > 0:
+        closed = (curves["student OPD"][-1][1] - curves["student SFT"][-1][1]) / gap
+        lines += ["", f"OPD closed {closed:.0%} of the student–teacher accuracy gap."]
+    lines += ["", "![accuracy](quickstart.png)"]
+    path = out / "summary.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

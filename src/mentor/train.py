@@ -252,6 +252,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.run.steps)
     train_prompts, eval_prompts = load_prompts(cfg)
     stepper = make_stepper(cfg, model, tokenizer, optimizer, scheduler, train_prompts, device)
+    from .controllers import ControllerContext, build_controllers
+
+    ctx = ControllerContext(model, optimizer, stepper, tokenizer, train_prompts, eval_prompts, run_dir, device)
+    controllers = build_controllers(cfg, ctx)
     logger = Logger(run_dir, cfg.run.tensorboard, cfg.run.wandb_project)
 
     start = 0
@@ -260,6 +264,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         stepper.load_state_dict(state["stepper"])
+        for name, c in controllers:
+            c.load_state_dict(state["controllers"][name])
         runs.set_rng_state(state["rng"])
         start = state["step"]
         logger.metrics.truncate_to_step(start)
@@ -268,7 +274,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     def checkpoint(step: int) -> None:
         runs.save_checkpoint(run_dir, step, model, tokenizer, {
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "stepper": stepper.state_dict()}, keep=cfg.run.keep_checkpoints)
+            "stepper": stepper.state_dict(), "controllers": {n: c.state_dict() for n, c in controllers}},
+            keep=cfg.run.keep_checkpoints)
 
     from .progress import TrainProgress
 
@@ -279,7 +286,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             bar.update(0, ev)
         for step in range(start + 1, cfg.run.steps + 1):
             t0 = time.perf_counter()
+            before = {}
+            for _, c in controllers:
+                before.update(c.before_step(step, ctx))
             record = stepper.step(step)
+            record.update(before)
+            for _, c in controllers:
+                record.update(c.after_step(step, ctx, record))
             record["time/step"] = time.perf_counter() - t0
             if "tokens" in record:
                 record["tokens_per_s"] = record["tokens"] / record["time/step"]
