@@ -122,16 +122,26 @@ class ReplayBuffer:
         return self.sampled_ind
 
     def sample_segments(self, horizon: int) -> tuple[torch.Tensor, ...]:
-        """Unroll segments: state (B, H, *S), action (B, H, A), next_state (B, H, *S), reward (B, H), not_done (B, H)."""
-        idx = (self.sample_ind()[:, None] + np.arange(horizon + 1)[None, :]) % self.capacity
+        """Unroll segments at prioritised starts, see `gather_segments`."""
+        return self.gather_segments(self.sample_ind(), horizon)
+
+    def sample_nstep(self, horizon: int) -> tuple[torch.Tensor, ...]:
+        """Multi-step samples at prioritised starts, see `gather_nstep`."""
+        return self.gather_nstep(self.sample_ind(), horizon)
+
+    def gather_segments(self, ind_B: np.ndarray, horizon: int) -> tuple[torch.Tensor, ...]:
+        """state (B, H, *S), action (B, H, A), next_state (B, H, *S), reward (B, H), not_done (B, H) of the
+        segments starting at slots `ind_B`."""
+        idx = (np.asarray(ind_B)[:, None] + np.arange(horizon + 1)[None, :]) % self.capacity
         states = self.obs[torch.as_tensor(idx)].float()
         ard = self.ard[torch.as_tensor(idx[:, :horizon])]
         return states[:, :-1], ard[..., 2:], states[:, 1:], ard[..., 0], ard[..., 1]
 
-    def sample_nstep(self, horizon: int) -> tuple[torch.Tensor, ...]:
-        """Multi-step samples: state (B, *S), first action (B, A), state after `horizon` steps (B, *S),
-        rewards (B, H), not_dones (B, H)."""
-        ind = self.sample_ind()
+    def gather_nstep(self, ind_B: np.ndarray, horizon: int) -> tuple[torch.Tensor, ...]:
+        """state (B, *S), first action (B, A), the state `horizon` slots later (B, *S), rewards (B, H) and
+        not-dones (B, H) of the segments starting at slots `ind_B` (past a terminal, the slots hold the extra
+        next-state slot and the next episode: the not-done products cut them in the return and bootstrap)."""
+        ind = np.asarray(ind_B)
         idx = (ind[:, None] + np.arange(horizon)[None, :]) % self.capacity
         ard = self.ard[torch.as_tensor(idx)]
         state = self.obs[torch.as_tensor(ind)].float()
