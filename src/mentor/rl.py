@@ -95,6 +95,8 @@ class RLStepper:
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed + 1)
         self.reference = self._load_reference() if rl.kl_coef > 0 else None
         self.reward_errors = 0
+        self.cost = {"sampled_tokens": 0, "teacher_tokens": 0, "trained_tokens": 0, "flops": 0.0}
+        self.n_params = _numel(model)
         self.scorer = None
         if self.obj.objective.distill:
             from .objectives import check_distill
@@ -237,6 +239,7 @@ class RLStepper:
             "sampled_tokens": int(lengths.sum()),
         })
         metrics.update(learn)
+        metrics.update(self._account(batch, groups, lengths))
         metrics.update({f"time/{k}": v for k, v in times.items()})
         metrics["_samples"] = [{"prompt": g.prompt.text, "completion": g.texts[0], "reward": g.rewards[0], "answer": g.prompt.answer}
                                for g in groups[: cfg.run.samples_per_step]]
@@ -361,15 +364,49 @@ class RLStepper:
                     out[f"opd/{name}/samples"] = int(rows.sum())
         return out
 
+    # ------------------------------------------------------------------ cost accounting
+    def _account(self, batch: TrainBatch, groups: list[Group], lengths: torch.Tensor) -> dict[str, float]:
+        """Tokens sampled, teacher-scored and trained this step, and an estimated FLOP count (2·N per token for a
+        forward pass, 6·N for forward + backward; attention ignored), with running totals — so any two runs can be
+        compared on accuracy against cumulative cost."""
+        rl = self.cfg.rl
+        seq_tokens = int(batch.attention_mask.sum())
+        sampled = int(lengths.sum())
+        flops = 2.0 * self.n_params * seq_tokens  # sampling (prefill + decode of every prompt and completion)
+        trained = int(batch.loss_mask.sum()) * rl.ppo_epochs
+        flops += 6.0 * self.n_params * seq_tokens * rl.ppo_epochs
+        if rl.recompute_old_logprobs and not (rl.ppo_epochs == 1 and rl.minibatches == 1):
+            flops += 2.0 * self.n_params * seq_tokens
+        teacher = 0
+        if self.scorer is not None:  # each row is prefilled by its own teacher (and reference when λ != 1)
+            teacher = seq_tokens
+            tokens_N = batch.attention_mask.sum(1)
+            for i, t in enumerate(self.scorer.teachers.values()):
+                rows_tokens = float(tokens_N[batch.extras["route"] == i].sum())
+                flops += 2.0 * _numel(t.model) * rows_tokens
+                if t.reference is not None:
+                    flops += 2.0 * _numel(self.scorer.references[t.reference]) * rows_tokens
+        if self.reference is not None:
+            flops += 2.0 * self.n_params * seq_tokens
+        for k, v in (("sampled_tokens", sampled), ("teacher_tokens", teacher), ("trained_tokens", trained), ("flops", flops)):
+            self.cost[k] += v
+        return {"cost/sampled_tokens": sampled, "cost/teacher_tokens": teacher, "cost/trained_tokens": trained,
+                "cost/flops": flops, **{f"cost/total_{k}": v for k, v in self.cost.items()}}
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"selector": self.selector.state_dict(), "generator": self.generator.get_state(),
-                "reward_errors": self.reward_errors}
+                "reward_errors": self.reward_errors, "cost": dict(self.cost)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.selector.load_state_dict(state["selector"])
         self.generator.set_state(state["generator"])
         self.reward_errors = state["reward_errors"]
+        self.cost = dict(state["cost"])
+
+
+def _numel(model) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def make_rl_stepper(cfg, model, tokenizer, optimizer, scheduler, pool, device):

@@ -93,8 +93,17 @@ def test_opd_run_logs_teacher_metrics(tmp_path, teacher_dir):
     out = tmp_path / "opd"
     train(load_config(None, [x for x in GOPD if "reward_scale" not in x] + ["algo=opd", f"distill.teacher={teacher_dir}",
                                                                       f"run.out_dir={out}", "run.steps=3"]))
-    rec = read_jsonl(out / "metrics.jsonl")[1]
+    records = read_jsonl(out / "metrics.jsonl")
+    rec = records[1]
     assert rec["opd/reverse_kl"] > 0 and rec["opd/teacher_nll"] > 0 and 0 <= rec["opd/adv_positive"] <= 1
+    # Cost accounting by hand: student and teacher are both tiny:100k (N = 137,984 parameters). Per sequence token:
+    # sampling forward 2N + training forward/backward 6N + teacher prefill 2N = 10N FLOPs.
+    steps = [r for r in records if "cost/flops" in r]
+    for r in steps:
+        assert r["cost/flops"] == pytest.approx(10 * 137_984 * r["tokens"])
+        assert r["cost/sampled_tokens"] == r["sampled_tokens"] and r["cost/teacher_tokens"] == r["tokens"]
+    assert steps[-1]["cost/total_sampled_tokens"] == sum(r["cost/sampled_tokens"] for r in steps)
+    assert steps[-1]["cost/total_flops"] == pytest.approx(sum(r["cost/flops"] for r in steps))
     assert not (out / "reference_init").exists()  # λ = 1 loads no reference
 
 
