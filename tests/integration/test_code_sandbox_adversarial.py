@@ -87,7 +87,9 @@ def _cases(host_dir: str, port: int) -> dict[str, dict]:
     stdio("infinite_loop", "while True:\n    pass\n", {"timeout"})
     stdio("fork_bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
           {"timeout"})
-    stdio("memory_bomb", "blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 22))\n", {"memory"})
+    # zero-filled 4 MiB blocks touch every page: on a loaded machine the time limit may come first
+    stdio("memory_bomb", "blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 22))\n", {"memory", "timeout"})
+    stdio("memory_bomb_one_block", "block = bytearray(1 << 34)\nprint(len(block))\n", {"memory"})
     stdio("output_100mb", "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(100):\n    sys.stdout.write(chunk)\n",
           {"output_limit"})
     stdio("recursion_bomb", "import sys\nsys.setrecursionlimit(10 ** 7)\ndef f(n):\n    return f(n + 1) + 1\n"

@@ -141,6 +141,8 @@ def _assert_tests(program: str, where: str) -> AssertTests:
 
 @dataclass(frozen=True)
 class TestOutcome:
+    __test__ = False  # not a pytest test class
+
     index: int
     passed: bool
     reason: str  # one of REASONS

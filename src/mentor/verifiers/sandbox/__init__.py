@@ -365,13 +365,15 @@ class Sandbox:
                      start_new_session=True, env=_minimal_env(self.workdir, tmpdir), cwd=self.workdir)
         if self.mode == "bwrap":
             cmd = _bwrap_command(self.python, self.workdir, lim) + runner
+            if uid is not None:  # bwrap itself must run as the sandbox uid: its user namespace maps that uid
+                cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"] + cmd
         elif self.mode == "unshare":
             cmd = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
                    "--mount-proc", "--"] + runner
         else:
             cmd = runner
-        if uid is not None and self.mode != "unshare":  # unshare mode drops privileges inside, after mounting
-            popen.update(user=uid, group=uid, extra_groups=[])
+        # No `user=` for Popen: it would stop subprocess from using vfork. setpriv (bwrap) or the runner
+        # itself (unshare, rlimits) drops to the sandbox uid.
         self.proc = subprocess.Popen(cmd, **popen)
         self.reader = LineReader(self.proc.stdout.fileno())
         deadline = time.monotonic() + lim.startup_timeout
@@ -490,12 +492,11 @@ class Harness:
         self.limits = limits
         popen = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
                      start_new_session=True, env=_minimal_env("/", "/tmp"), cwd="/")
-        if os.geteuid() == 0 and (nobody := _nobody()) is not None:  # the tests are data: no root for them
-            popen.update(user=nobody, group=nobody, extra_groups=[])
         self.proc = subprocess.Popen([python, "-I", "-S", "-c", _source("harness")], **popen)
         self.reader = LineReader(self.proc.stdout.fileno())
-        self.send({"program": program, "entry_point": entry_point, "memory_mb": limits.harness_memory_mb},
-                  time.monotonic() + limits.startup_timeout)
+        uid = _nobody() if os.geteuid() == 0 else None  # the tests are data: no root for them
+        self.send({"program": program, "entry_point": entry_point, "memory_mb": limits.harness_memory_mb,
+                   "uid": uid}, time.monotonic() + limits.startup_timeout)
 
     def send(self, obj: dict, deadline: float) -> None:
         write_all(self.proc.stdin.fileno(), (json.dumps(obj) + "\n").encode(), deadline)
@@ -533,7 +534,10 @@ def _probe(mode: str, python: str) -> bool:
         return False
     if mode == "unshare" and (os.geteuid() != 0 or shutil.which("unshare") is None):
         return False
-    program = "import os\nprint(6 * 7, os.getuid())\n"
+    if mode == "bwrap" and os.geteuid() == 0 and shutil.which("setpriv") is None:
+        return False
+    # importing modules nothing has loaded yet checks that the sandbox uid can read the standard library
+    program = "import os, fractions, heapq\nprint(6 * 7, os.getuid())\n"
     try:
         with Sandbox(program, "run", limits=Limits(timeout=10.0), isolation=mode, python=python,
                      _probe=True) as sandbox:

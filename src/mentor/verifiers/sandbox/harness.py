@@ -93,6 +93,10 @@ def main():
         os.dup2(null, fd)  # the test program's prints must not reach the protocol
     channel = Channel(os.fdopen(ctl_in, "rb", closefd=False), ctl_out)
     job = channel.receive()
+    if job["uid"] is not None:  # started as root (so the parent can vfork): become nobody first
+        os.setgroups([])
+        os.setresgid(job["uid"], job["uid"], job["uid"])
+        os.setresuid(job["uid"], job["uid"], job["uid"])
     memory = job["memory_mb"] << 20
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     rewriter = _AssertRewriter()

@@ -18,7 +18,9 @@ This process is *not* a trust boundary: in `call` mode the candidate's top-level
 It only reports facts (exit status, output text, literal return values); the verdict is computed by the
 trusted parent from expected values that never enter the sandbox (see ``mentor/verifiers/code.py``).
 
-In ``unshare`` mode the runner starts as root inside fresh mount/pid/net/ipc/uts namespaces and first
+In ``rlimits`` mode (as root) it starts as root and first drops to the sandbox uid, so that the parent
+can start it with vfork (Python's subprocess cannot vfork when asked to change uid; forking a trainer
+with torch loaded costs tens of milliseconds). In ``unshare`` mode the runner starts as root inside fresh mount/pid/net/ipc/uts namespaces and first
 builds the file-system view itself: size-capped tmpfs over /tmp, /var/tmp, /dev/shm, /run/lock, /root
 and /home; the work directory bound back read-write; every other mount remounted read-only; then it drops
 to the sandbox uid/gid with no supplementary groups and sets ``no_new_privs``.
@@ -34,7 +36,6 @@ import select
 import signal
 import sys
 import time
-import traceback
 
 EXIT_MEMORY = 86  # the child wrapper's exit code for MemoryError
 _ERR_TAIL = 2000  # characters of stderr kept for diagnostics
@@ -88,12 +89,16 @@ def _enter_unshare_sandbox(cfg):
         except OSError:
             if os.path.exists(point):  # a mount hidden under a fresh tmpfs cannot be reached: fine
                 raise
+    _drop_privileges(cfg)
+
+
+def _drop_privileges(cfg):
+    """Become the sandbox uid/gid for good (no groups, no way back, no set-uid gains)."""
     uid, gid = cfg["uid"], cfg["gid"]
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: a uid change cleared unshare's setting
+    ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
 
 
 class Runner:
@@ -213,6 +218,7 @@ class Runner:
             except MemoryError:
                 status = EXIT_MEMORY
             except BaseException:  # noqa: BLE001
+                import traceback
                 traceback.print_exc()
                 status = 1
             for stream in (sys.stdout, sys.stderr):
@@ -314,9 +320,13 @@ def main():
     cfg = json.loads(sys.argv[1])
     if cfg["setup"] == "unshare":
         _enter_unshare_sandbox(cfg)
+    elif cfg["setup"] == "rlimits" and cfg["uid"] is not None:
+        _drop_privileges(cfg)  # started as root (so the parent can vfork): drop before anything else
     os.chdir(cfg["workdir"])
+    libc = ctypes.CDLL(None, use_errno=True)
     # Not dumpable: tests forked from here cannot ptrace us or open /proc/<us>/fd to write on our channel.
-    ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (a uid change clears it): die with our parent
     ctl_in, ctl_out = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):

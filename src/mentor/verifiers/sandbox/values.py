@@ -10,7 +10,6 @@ This file is also concatenated into the `-c` source of the runner and the harnes
 self-contained (standard library only, no relative imports).
 """
 
-import ast
 import math
 
 MAX_VALUE_CHARS = 1 << 20  # encoded text longer than this is refused on both sides
@@ -54,6 +53,7 @@ def decode_value(text: str):
         raise ValueError(f"expected literal text, got {type(text).__name__}")
     if len(text) > MAX_VALUE_CHARS:
         raise ValueError(f"literal is {len(text)} characters; the limit is {MAX_VALUE_CHARS}")
+    import ast  # here, not at the top: the runner of stdin/stdout tests never pays for importing it
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, RecursionError, MemoryError, ValueError) as e:
@@ -62,6 +62,7 @@ def decode_value(text: str):
 
 
 def _build(node, depth: int):
+    import ast
     if depth > MAX_DEPTH:
         raise ValueError(f"literal nested deeper than {MAX_DEPTH}")
     d = depth + 1
