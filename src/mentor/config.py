@@ -76,6 +76,7 @@ class FieldMap:
 class DataConfig:
     task: str | None = "add"  # procedural task family (see `mentor.tasks.TASKS`); or null to use `path`
     task_args: dict[str, Any] = field(default_factory=dict)  # e.g. {digits: 3}
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # multi-task mixture: task -> its args (replaces `task`)
     path: str | None = None  # JSONL / Parquet file, local dataset dir, or hub id (with `split`)
     split: str = "train"
     fields: FieldMap = field(default_factory=FieldMap)

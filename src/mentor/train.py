@@ -158,6 +158,14 @@ def load_prompts(cfg: TrainConfig) -> tuple[list[Prompt], list[Prompt]]:
     """Training and held-out prompts: a procedural task (disjoint splits), or dataset rows (the eval split is
     the `eval` split when one exists, else the last `num_eval` rows, never trained on)."""
     d = cfg.data
+    if d.tasks:  # a mixture: equal shares per task, interleaved so every batch mixes domains
+        from .tasks import make_prompts
+
+        def mix(n: int, split: str) -> list[Prompt]:
+            per = [make_prompts(name, -(-n // len(d.tasks)), cfg.run.seed, split, **args) for name, args in d.tasks.items()]
+            return [ps[i] for i in range(max(map(len, per))) for ps in per if i < len(ps)][:n]
+
+        return mix(d.num_train, "train"), mix(d.num_eval, "eval")
     if d.task:
         from .tasks import make_prompts
 

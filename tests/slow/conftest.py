@@ -1,0 +1,34 @@
+"""Run-wide trained models shared by the slow tier: one SFT run of a tiny model on 3-digit addition gives both a
+strong teacher (its final weights) and a deliberately weak checkpoint (an early one), so the whole tier trains the
+expensive model once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mentor.config import load_config
+from mentor.runs import read_jsonl
+from mentor.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def sft_add_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("slow") / "sft-add"
+    train(load_config(ROOT / "configs" / "sft-add.yaml", [f"run.out_dir={out}", "run.save_every=50", "run.keep_checkpoints=0",
+                                                         "eval.every=50", "run.progress=false"]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def weak_checkpoint(sft_add_run) -> tuple[Path, float]:
+    """The first checkpoint whose held-out greedy accuracy is between 15% and 50%: a weak but not hopeless start."""
+    for r in read_jsonl(sft_add_run / "metrics.jsonl"):
+        acc = r.get("eval/accuracy")
+        if acc is not None and 0.15 <= acc <= 0.5 and (sft_add_run / "ckpt" / f"step_{r['step']}").exists():
+            return sft_add_run / "ckpt" / f"step_{r['step']}" / "model", acc
+    raise AssertionError("no SFT checkpoint between 15% and 50% accuracy: " +
+                         str([(r["step"], r["eval/accuracy"]) for r in read_jsonl(sft_add_run / "metrics.jsonl") if "eval/accuracy" in r]))

@@ -1,0 +1,55 @@
+"""Learning actually happens (slow tier, minutes on 2 CPU cores): SFT to high accuracy, RL from a weak start,
+on-policy distillation toward a teacher."""
+
+from __future__ import annotations
+
+import pytest
+
+from mentor.config import load_config
+from mentor.runs import read_jsonl
+from mentor.train import train
+
+pytestmark = pytest.mark.slow
+
+TASK = ["data.task=add", "data.task_args={digits: 3}", "sampling.max_new_tokens=48", "eval.size=256", "run.progress=false",
+        "run.save_every=0"]
+
+
+def accuracy_curve(run_dir):
+    return [(r["step"], r["eval/accuracy"]) for r in read_jsonl(run_dir / "metrics.jsonl") if "eval/accuracy" in r]
+
+
+def test_sft_reaches_90_percent_on_3_digit_addition(sft_add_run):
+    curve = accuracy_curve(sft_add_run)
+    print("SFT accuracy curve:", curve)
+    assert curve[-1][1] >= 0.90
+
+
+@pytest.mark.parametrize("algo", ["grpo", "lpo_fwd"])
+def test_rl_from_weak_checkpoint_gains_20_points(tmp_path, weak_checkpoint, algo):
+    model, start_acc = weak_checkpoint
+    out = tmp_path / algo
+    train(load_config(None, [f"algo={algo}", f"model.path={model}", *TASK, f"run.out_dir={out}", "run.steps=80",
+                             "eval.every=20", "optim.lr=5e-5", "optim.schedule=constant", "optim.batch_size=16",
+                             "optim.micro_batch_size=128", "rl.group_size=8"]))
+    curve = accuracy_curve(out)
+    print(f"{algo} from a {start_acc:.1%} checkpoint:", curve)
+    assert curve[0][1] == pytest.approx(start_acc, abs=1e-9)  # the RL run's step-0 eval is the checkpoint's
+    assert curve[-1][1] - curve[0][1] >= 0.20
+
+
+def test_opd_closes_half_the_gap_to_the_teacher(tmp_path, sft_add_run):
+    teacher_acc = accuracy_curve(sft_add_run)[-1][1]
+    student = tmp_path / "student"
+    train(load_config(None, ["algo=sft", "model.path=tiny:100k", *TASK, f"run.out_dir={student}", "run.steps=150",
+                             "eval.every=150", "optim.lr=3e-3", "optim.warmup_steps=10", "optim.schedule=constant",
+                             "run.seed=1"]))
+    out = tmp_path / "opd"
+    train(load_config(None, ["algo=opd", f"model.path={student / 'final'}", f"distill.teacher={sft_add_run / 'final'}", *TASK,
+                             f"run.out_dir={out}", "run.steps=300", "eval.every=50", "optim.lr=3e-4", "optim.warmup_steps=10",
+                             "optim.schedule=constant", "optim.batch_size=64", "optim.micro_batch_size=64", "run.seed=1"]))
+    curve = accuracy_curve(out)
+    start = curve[0][1]
+    print(f"OPD: student {start:.1%} -> {curve[-1][1]:.1%}, teacher {teacher_acc:.1%}:", curve)
+    assert start < teacher_acc - 0.3  # the student starts well below its teacher
+    assert curve[-1][1] - start >= 0.5 * (teacher_acc - start)
