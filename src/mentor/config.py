@@ -55,6 +55,7 @@ class ModelConfig:
     tokenizer: str | None = None  # defaults to `path`
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 on CPU (bf16 is 4-16x slower there)
     gradient_checkpointing: bool = False
+    autocast: Literal["auto", "bf16", "off"] = "auto"  # bf16 autocast in sampling and learning: auto = CUDA with bf16 only
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 

@@ -34,25 +34,41 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_policy(cfg: TrainConfig, device: torch.device, path: str | None = None):
-    """Tokenizer and trainable model (optionally with LoRA adapters and gradient checkpointing)."""
+def load_policy(cfg: TrainConfig, device: torch.device, resume_from: Path | None = None):
+    """Tokenizer and trainable model (optionally with LoRA adapters and gradient checkpointing). On resume the
+    weights come from the checkpoint: the whole model, or with LoRA the base model plus the saved adapter."""
     from .models import load_model, load_tokenizer
 
-    path = path or cfg.model.path
+    lora = cfg.model.lora.enabled
+    path = str(resume_from) if resume_from is not None and not lora else cfg.model.path
     tokenizer = load_tokenizer(cfg.model.tokenizer or path)
     model = load_model(path, dtype=cfg.model.dtype, device=str(device), seed=cfg.run.seed, tokenizer=tokenizer)
     if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()  # transformers >= 5 renamed gradient checkpointing to activation checkpointing
         model.config.use_cache = False
-    if cfg.model.lora.enabled:
+    if lora:
         try:
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig, PeftModel, get_peft_model
         except ImportError:
             raise ConfigError("model.lora.enabled: needs the `peft` extra (pip install 'mentor[peft]')") from None
-        lc = cfg.model.lora
-        model = get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                                                 target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
+        if resume_from is not None:
+            model = PeftModel.from_pretrained(model, str(resume_from), is_trainable=True)
+        else:
+            lc = cfg.model.lora
+            model = get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                                     target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
     return model, tokenizer
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast where the hardware has it (CUDA with bf16 support): `model.autocast=auto|bf16|off`."""
+    import contextlib
+
+    mode = cfg.model.autocast
+    if mode == "off" or (mode == "auto" and not (device.type == "cuda" and torch.cuda.is_bf16_supported())):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def make_optimizer(model, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -255,7 +271,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     device = resolve_device(cfg.run.device)
     runs.seed_everything(cfg.run.seed)
 
-    model, tokenizer = load_policy(cfg, device, path=str(existing / "model") if resume else None)
+    model, tokenizer = load_policy(cfg, device, resume_from=existing / "model" if resume else None)
     optimizer = make_optimizer(model, cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.run.steps)
     train_prompts, eval_prompts = load_prompts(cfg)
@@ -297,7 +313,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             before = {}
             for _, c in controllers:
                 before.update(c.before_step(step, ctx))
-            record = stepper.step(step)
+            with autocast(cfg, device):
+                record = stepper.step(step)
             record.update(before)
             for _, c in controllers:
                 record.update(c.after_step(step, ctx, record))
@@ -322,6 +339,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     from .models import save_model
     from .report import write_report
 
-    save_model(model.merge_and_unload() if cfg.model.lora.enabled else model, tokenizer, run_dir / "final")
+    if cfg.model.lora.enabled:  # the adapter alone, and the merged weights as a normal HF model
+        save_model(model, tokenizer, run_dir / "final_adapter")
+        model = model.merge_and_unload()
+    save_model(model, tokenizer, run_dir / "final")
     write_report(run_dir)
     return run_dir

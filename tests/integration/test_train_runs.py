@@ -134,3 +134,20 @@ def test_sigkill_during_checkpoint_then_resume_matches_uninterrupted(tmp_path, r
     assert stable(read_jsonl(killed / "metrics.jsonl")) == stable(read_jsonl(ref / "metrics.jsonl"))
     # the killed write's temp directory was removed on resume; only complete checkpoints remain
     assert sorted(p.name for p in (killed / "ckpt").iterdir()) == ["step_6", "step_8"]
+
+
+def test_lora_and_gradient_checkpointing_run_resume_and_save_merged(tmp_path):
+    out = tmp_path / "lora"
+    lora = SFT + ["model.lora.enabled=true", "model.lora.r=4", "model.gradient_checkpointing=true", f"run.out_dir={out}",
+                  "run.save_every=2", "eval.every=0"]
+    train(load_config(None, lora + ["run.steps=2"]))
+    assert (out / "ckpt" / "step_2" / "model" / "adapter_config.json").exists()
+    cfg = load_config(out / "config.yaml", ["run.steps=4"])
+    train(cfg, resume=True)
+    assert (out / "final_adapter" / "adapter_config.json").exists()
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(out / "final")  # a plain HF model: adapters merged
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    losses_ = [r["loss"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+    assert len(losses_) == 4 and all(x == x for x in losses_)
