@@ -62,16 +62,18 @@ class HashedNgramEncoder:
 
     def encode(self, texts: list[str], progress=None) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for r, text in enumerate(texts):
-            hs = np.fromiter((zlib.crc32(f) for f in self._features(text)), dtype=np.uint32)
-            if len(hs):
-                idx = (hs % self.dim).astype(np.int64)
-                sign = np.where((hs >> 31) & 1, -1.0, 1.0).astype(np.float32)
-                np.add.at(out[r], idx, sign)
-            if progress is not None and r % 1024 == 1023:
-                progress(1024)
-        if progress is not None:
-            progress(len(texts) % 1024)
+        step = 1024
+        for lo in range(0, len(texts), step):
+            rows, hashes = [], []
+            for r, text in enumerate(texts[lo:lo + step], lo):
+                f = self._features(text)
+                hashes.extend(zlib.crc32(x) for x in f)
+                rows.extend([r] * len(f))
+            hs = np.array(hashes, dtype=np.uint32)
+            sign = np.where((hs >> 31) & 1, -1.0, 1.0).astype(np.float32)
+            np.add.at(out, (np.array(rows, dtype=np.int64), (hs % self.dim).astype(np.int64)), sign)
+            if progress is not None:
+                progress(len(texts[lo:lo + step]))
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 
@@ -153,12 +155,14 @@ class NeighbourIndex:
 
     FLAT_MAX = 200_000
 
-    def __init__(self, vectors: np.ndarray, kind: str = "auto", seed: int = 0):
+    def __init__(self, vectors: np.ndarray, kind: str = "auto", seed: int = 0, threads: int | None = None):
         try:
             import faiss
         except ImportError:
             raise EncoderUnavailable("the semantic index needs faiss: pip install 'mentor[data]' (faiss-cpu)") from None
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if threads:
+            faiss.omp_set_num_threads(threads)
         n, d = vectors.shape
         if kind == "auto":
             kind = "flat" if n <= self.FLAT_MAX else "ivf"

@@ -3,7 +3,8 @@
 Paper: arXiv 2605.26971 (ATLAS); code Celine-hxy/ATLAS @ d048f53 (`s1_edit_train_json.py`, `s3_*`). Stages
 (spec atlas.md §2.1) and where each writes in the store directory `OUT/`:
 
-  ingest    stream every dataset, canonicalise, hash      rows/part-*.parquet (one part per <= part_rows rows)
+  ingest    stream every dataset, canonicalise, hash      rows/part-DDDD-CCCCC.parquet (<= part_rows rows each;
+                                                          datasets spread over worker processes)
   records   merge occurrences by canonical key            records.parquet (own source, earliest date, ...)
   minhash   MinHash signatures of every record            minhash/part-*.npy (multiprocessing, per chunk)
   near      LSH candidates, exact-Jaccard verification    near_edges.parquet
@@ -58,7 +59,7 @@ class TraceConfig:
     top_k: int = 3  # semantic neighbours per unresolved record [code]
     verify_all_pairs: bool = False  # verify LSH pairs between two labelled records too
     discover_wrappers: bool = True  # find dataset-specific instruction templates first (canon.discover_wrappers)
-    discover_sample: int = 50_000  # prompts sampled per dataset for wrapper discovery
+    discover_sample: int = 5_000  # prompts sampled per dataset (its first rows) for wrapper discovery
     workers: int = 2  # processes for MinHash and verification
     part_rows: int = 100_000  # rows per ingest part
     chunk_records: int = 50_000  # records per MinHash / embedding checkpoint chunk
@@ -94,8 +95,13 @@ class TraceStore:
             self.state = state
         else:
             self.out.mkdir(parents=True, exist_ok=True)
-            self.state = {**want, "ingest": {"dataset": 0, "row": 0, "parts": 0}, "done": [], "timings": {}}
+            self.state = {**want, "ingest": {"datasets_done": []}, "done": [], "timings": {}}
             self.save()
+
+    _cpu_mark = 0.0
+
+    def mark(self) -> None:
+        self._cpu_mark = self.cpu_seconds()
 
     @property
     def canon(self) -> CanonConfig:
@@ -109,9 +115,18 @@ class TraceStore:
     def done(self, stage: str) -> bool:
         return stage in self.state["done"]
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by this process and its finished children (the worker pools)."""
+        import resource
+
+        me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+
     def finish(self, stage: str, rows: int, seconds: float, **extra) -> None:
+        cpu = self.cpu_seconds()
         self.state["done"].append(stage)
         self.state["timings"][stage] = {"rows": int(rows), "seconds": round(seconds, 3),
+                                        "cpu_s": round(cpu - self._cpu_mark, 3),
                                         "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None, **extra}
         self.save()
 
@@ -121,6 +136,7 @@ class TraceStore:
 def wrappers_stage(store: TraceStore) -> None:
     """Sample each dataset's first prompts and record the instruction templates they share."""
     t0 = time.perf_counter()
+    store.mark()
     cfg, sample, n = store.cfg, {}, 0
     for spec in store.datasets:
         texts = []
@@ -150,58 +166,85 @@ def _row_schema():
                       ("answer", pa.string())])
 
 
-def ingest(store: TraceStore) -> None:
-    """Stream every dataset from the cursor, canonicalise and hash; write parts of <= part_rows rows."""
+def _ingest_dataset(args) -> tuple[int, int]:
+    """Canonicalise and hash one dataset into rows/part-DDDD-CCCCC.parquet (part C holds rows
+    [C * part_rows, (C + 1) * part_rows)). Parts already on disk are skipped, so a killed ingest resumes."""
     import pyarrow as pa
 
-    cfg, cur, canon_cfg = store.cfg, store.state["ingest"], store.canon
-    t0 = time.perf_counter()
-    n_rows = 0
-    bar = _progress(0, "trace: ingest")
-    for di in range(cur["dataset"], len(store.datasets)):
-        spec = store.datasets[di]
-        skip = cur["row"] if di == cur["dataset"] else 0
-        buf: dict[str, list] = {c: [] for c in ROW_COLUMNS}
-        row_idx = skip
+    di, out, spec, cfg, canon_cfg = args
+    part_rows = cfg.part_rows
+    done_parts = 0
+    while (out / "rows" / f"part-{di:04d}-{done_parts:05d}.parquet").exists():
+        done_parts += 1
+    skip = done_parts * part_rows
+    buf: dict[str, list] = {c: [] for c in ROW_COLUMNS}
+    n_new, part = 0, done_parts
+    dates: dict = {}
 
-        def flush():
-            nonlocal buf
-            if not buf["key"]:
-                return
-            atomic_parquet(pa.table(buf, schema=_row_schema()), store.out / "rows" / f"part-{cur['parts']:05d}.parquet")
-            cur.update(dataset=di, row=row_idx, parts=cur["parts"] + 1)
-            store.save()
+    def flush():
+        nonlocal buf, part
+        if buf["key"]:
+            atomic_parquet(pa.table(buf, schema=_row_schema()), out / "rows" / f"part-{di:04d}-{part:05d}.parquet")
+            part += 1
             buf = {c: [] for c in ROW_COLUMNS}
 
-        for i, row in enumerate(iter_rows(spec.path)):
-            if i < skip:
-                continue
-            where = f"{spec.path} row {i}"
-            prompt = cfg.fields.prompt_of(row, where)
-            try:
-                canon, key, raw_key = canon_mod.keys(prompt, canon_cfg)
-            except TypeError as e:
-                raise ValueError(f"{where}: {e}") from None
-            rid = cfg.fields.get(row, cfg.fields.id)
-            d = parse_date(cfg.fields.get(row, cfg.fields.date), where=f"{where} field {cfg.fields.date!r}")
-            ans = cfg.fields.get(row, cfg.fields.answer)
-            buf["dataset"].append(di)
-            buf["row_idx"].append(i)
-            buf["row_id"].append(str(rid) if rid is not None else f"{spec.name}:{i}")
-            buf["key"].append(key)
-            buf["raw_key"].append(raw_key)
-            buf["canon"].append(canon)
-            buf["label"].append(clean_label(cfg.fields.source_of(row), spec.name))
-            buf["date"].append(d if d != NO_DATE else spec.date)
-            buf["answer"].append(None if ans is None else str(ans))
-            row_idx = i + 1
-            n_rows += 1
+    for i, row in enumerate(iter_rows(spec.path)):
+        if i < skip:
+            continue
+        where = f"{spec.path} row {i}"
+        prompt = cfg.fields.prompt_of(row, where)
+        try:
+            canon, key, raw_key = canon_mod.keys(prompt, canon_cfg)
+        except TypeError as e:
+            raise ValueError(f"{where}: {e}") from None
+        rid = cfg.fields.get(row, cfg.fields.id)
+        dv = cfg.fields.get(row, cfg.fields.date)
+        d = dates.get(dv) if isinstance(dv, (str, int)) else None
+        if d is None:
+            d = parse_date(dv, where=f"{where} field {cfg.fields.date!r}")
+            if isinstance(dv, (str, int)):
+                dates[dv] = d
+        ans = cfg.fields.get(row, cfg.fields.answer)
+        buf["dataset"].append(di)
+        buf["row_idx"].append(i)
+        buf["row_id"].append(str(rid) if rid is not None else f"{spec.name}:{i}")
+        buf["key"].append(key)
+        buf["raw_key"].append(raw_key)
+        buf["canon"].append(canon)
+        buf["label"].append(clean_label(cfg.fields.source_of(row), spec.name))
+        buf["date"].append(d if d != NO_DATE else spec.date)
+        buf["answer"].append(None if ans is None else str(ans))
+        n_new += 1
+        if len(buf["key"]) >= part_rows:
+            flush()
+    flush()
+    return di, n_new
+
+
+def ingest(store: TraceStore) -> None:
+    """Stream every dataset, canonicalise and hash; datasets are spread over `workers` processes."""
+    cfg, canon_cfg = store.cfg, store.canon
+    t0 = time.perf_counter()
+    store.mark()
+    done = set(store.state["ingest"].get("datasets_done", []))
+    todo = [(di, store.out, spec, cfg, canon_cfg) for di, spec in enumerate(store.datasets) if di not in done]
+    (store.out / "rows").mkdir(parents=True, exist_ok=True)
+    bar = _progress(len(store.datasets), "trace: ingest (datasets)")
+    bar.update(len(done))
+    n_rows = 0
+    pool = _pool(min(cfg.workers, len(todo)))
+    try:
+        it = pool.imap_unordered(_ingest_dataset, todo) if pool else map(_ingest_dataset, todo)
+        for di, n in it:
+            n_rows += n
+            done.add(di)
+            store.state["ingest"]["datasets_done"] = sorted(done)
+            store.save()
             bar.update(1)
-            if len(buf["key"]) >= cfg.part_rows:
-                flush()
-        flush()
-        cur.update(dataset=di + 1, row=0)
-        store.save()
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
     bar.close()
     store.finish("ingest", n_rows, time.perf_counter() - t0)
 
@@ -222,6 +265,7 @@ def build_records(store: TraceStore):
     """Merge occurrences by key: own source = first non-null label in (date, dataset, row) order; record date =
     earliest occurrence date; first dataset = dataset of the first occurrence."""
     t0 = time.perf_counter()
+    store.mark()
     rows = read_rows(store.out, ["dataset", "row_idx", "key", "canon", "label", "date", "answer"]).to_pandas()
     rows = rows.sort_values(["date", "dataset", "row_idx"], kind="stable")
     g = rows.groupby("key", sort=False)
@@ -260,6 +304,7 @@ def _pool(workers: int):
 def minhash_stage(store: TraceStore, texts: list[str]) -> np.ndarray:
     cfg = store.cfg
     t0 = time.perf_counter()
+    store.mark()
     d = store.out / "minhash"
     chunks = [(lo, min(lo + cfg.chunk_records, len(texts))) for lo in range(0, len(texts), cfg.chunk_records)]
     todo = [c for i, c in enumerate(chunks) if not (d / f"part-{i:05d}.npy").exists()]
@@ -341,6 +386,7 @@ def near_stage(store: TraceStore, texts: list[str], sigs: np.ndarray, labelled: 
             else np.zeros((0, 3))
     cfg = store.cfg
     t0 = time.perf_counter()
+    store.mark()
     pairs = lsh_candidate_pairs(sigs, cfg.minhash)
     n_cand = len(pairs)
     if not cfg.verify_all_pairs:
@@ -361,6 +407,7 @@ def embed_stage(store: TraceStore, texts: list[str], encoder) -> np.ndarray:
     from .semantic import cached_embed
 
     t0 = time.perf_counter()
+    store.mark()
     n_cached = len(list((store.out / "emb").glob("part-*.npy")))
     emb = cached_embed(store.out / "emb", texts, encoder, store.cfg.chunk_records, desc="trace: embed")
     if not store.done("embed"):
@@ -379,7 +426,8 @@ def semantic_stage(store: TraceStore, emb: np.ndarray, queries: np.ndarray) -> d
     path = store.out / "semantic_edges.parquet"
     if not store.done("semantic"):
         t0 = time.perf_counter()
-        index = NeighbourIndex(emb, kind=cfg.index)
+        store.mark()
+        index = NeighbourIndex(emb, kind=cfg.index, threads=cfg.workers)
         k = min(cfg.top_k + 1, len(emb))
         q_all, j_all, c_all, r_all = [], [], [], []
         bar = _progress(len(queries), f"trace: semantic ({index.kind})")
@@ -418,6 +466,7 @@ def resolve_and_report(store: TraceStore, rec, near: dict, sem: dict, edges: np.
 
     cfg = store.cfg
     t0 = time.perf_counter()
+    store.mark()
     att = resolve_lineage(list(rec["own_source"]), rec["date"].to_numpy(), rec["first_dataset"].to_numpy(),
                           near=near, semantic=sem, cos_threshold=cfg.cos_threshold,
                           jaccard_threshold=cfg.minhash.threshold, top_k=cfg.top_k)
