@@ -18,7 +18,7 @@ def test_unknown_key_names_its_path_and_the_allowed_keys():
     with pytest.raises(ConfigError) as e:
         from_dict(TrainConfig, {"optim": {"lrr": 0.1}})
     assert "unknown key optim." in str(e.value) and "'lrr'" in str(e.value) and "'lr'" in str(e.value)
-    with pytest.raises(ConfigError, match=r"unknown key 'optimizer'; allowed keys here: \['algo', 'data'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'optimizer'; allowed keys here: \['algo', .*'optim', "):
         from_dict(TrainConfig, {"optimizer": {}})
     with pytest.raises(ConfigError, match=r"unknown key data\.fields\.'question'"):
         from_dict(TrainConfig, {"data": {"fields": {"question": "q"}}})
