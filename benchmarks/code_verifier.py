@@ -78,7 +78,7 @@ def run_baseline(python: str, workers: int, jobs: list) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=40, help="verifications per configuration")
+    ap.add_argument("--jobs", type=int, default=24, help="verifications per configuration")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "code_verifier"))
     args = ap.parse_args()
     modes = available_modes()
@@ -98,7 +98,7 @@ def main() -> None:
                 r = run_baseline(python, workers, jobs)
                 rows.append({"workload": workload, "mode": "unsandboxed subprocess", "workers": workers, **r})
                 print(json.dumps(rows[-1]), flush=True)
-    meta = {"command": "nice -n 10 python benchmarks/code_verifier.py" + (f" --jobs {args.jobs}" if args.jobs != 40 else ""),
+    meta = {"command": "nice -n 10 python benchmarks/code_verifier.py" + (f" --jobs {args.jobs}" if args.jobs != 24 else ""),
             "python": platform.python_version(), "machine": platform.machine(), "cpus": _cpus(),
             "interpreters": modes, "total_seconds": round(time.time() - t_start, 1)}
     out = Path(args.out)

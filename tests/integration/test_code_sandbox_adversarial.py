@@ -352,3 +352,19 @@ def test_assert_program_abort_pads_to_the_assert_count():
     mbpp = ["assert halves(3) == (1.5, 1.5)", "assert halves(-1) == (-0.5, -0.5)", "assert halves(0) == (1, 1)"]
     res = run_tests("def halves(x):\n    return (x / 2, x / 2)\n", mbpp, entry_point="halves", limits=LIMITS)
     assert [t.passed for t in res.tests] == [True, True, False] and res.fraction == pytest.approx(2 / 3, abs=1e-12)
+
+
+def test_code_recipe_loads_and_its_data_verifies():
+    """configs/code-grpo.yaml resolves, and its data path yields code prompts the verifier scores."""
+    from pathlib import Path
+
+    from mentor.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "configs" / "code-grpo.yaml")
+    assert (cfg.algo, cfg.data.verifier, cfg.data.task) == ("grpo", "code", None)
+    prompts = load_rows(str(root / cfg.data.path), verifier=cfg.data.verifier)
+    assert len(prompts) == 13 and {p.verifier for p in prompts} == {"code"}
+    stdio = next(p for p in prompts if p.id == "stdio-sum")
+    completion = "Sum them:\n```python\nn = int(input())\nprint(sum(map(int, input().split())))\n```"
+    assert dispatch_score(completion, stdio) == 1.0

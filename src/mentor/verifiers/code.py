@@ -350,10 +350,10 @@ def _run_asserts(box: Sandbox, spec: AssertTests, entry_point, interpreter, limi
             elif msg["op"] == "assert":
                 outcomes.append(TestOutcome(len(outcomes), msg["passed"], msg["reason"], msg["detail"]))
             elif msg["op"] == "done":
-                if msg["error"] is not None:
-                    reason = msg["error"]["reason"]
+                if msg["error_reason"] is not None:
+                    reason = msg["error_reason"]
                     abort = ("wrong_answer" if reason == "test_error" else reason,
-                             "the test program stopped: " + msg["error"]["detail"])
+                             "the test program stopped: " + msg["error_detail"])
                 break
             else:
                 raise SandboxError(f"unexpected message from the assert harness: {msg}")

@@ -12,13 +12,13 @@ outcome (an assert inside a loop records one outcome per iteration), so one fail
 the others. If the program ends with an exception outside an assert, the harness reports it and the
 parent scores the run as aborted.
 
-Protocol (one JSON object per line): in: ``{"program", "entry_point"}``, then one reply per call;
-out: ``{"op": "call", "args", "kwargs"}``, ``{"op": "assert", "line", "passed", "reason", "detail"}``,
-and last ``{"op": "done", "static_asserts", "error"}``.
+Protocol (in: marshal frames; out: one flat JSON object per line, see values.py): in: ``{"program",
+"entry_point", "memory_mb", "uid"}``, then one reply per call; out: ``{"op": "call", "args", "kwargs"}``,
+``{"op": "assert", "line", "passed", "reason", "detail"}``, and last ``{"op": "done", "static_asserts",
+"error_reason", "error_detail"}`` (the error fields are null when the program ran to its end).
 """
 
 import ast
-import json
 import os
 import resource
 import sys
@@ -37,16 +37,16 @@ class Channel:
         self.reader, self.out_fd = reader, out_fd
 
     def send(self, obj):
-        data = (json.dumps(obj) + "\n").encode()
+        data = (dumps_flat(obj) + "\n").encode()  # noqa: F821 (values.py)
         view = memoryview(data)
         while view:
             view = view[os.write(self.out_fd, view):]
 
     def receive(self):
-        line = self.reader.readline()
-        if not line:
+        frame = read_frame(self.reader)  # noqa: F821 (values.py)
+        if frame is None:
             raise SystemExit(3)  # the parent went away
-        return json.loads(line)
+        return frame
 
 
 class Candidate:
@@ -114,23 +114,23 @@ def main():
             passed, reason, detail = False, e.reason, e.detail
         except Exception as e:  # noqa: BLE001 - e.g. comparing a wrong-typed return value
             passed, reason, detail = False, "wrong_answer", f"assert on line {line} raised {type(e).__name__}: {e}"
-        channel.send({"op": "assert", "line": line, "passed": passed, "reason": reason, "detail": detail[:500]})
+        channel.send({"op": "assert", "line": line, "passed": passed, "reason": reason, "detail": str(detail)[:500]})
 
     proxy = Candidate(channel, job["entry_point"] or "candidate")
     scope = {"__name__": "__tests__", "__mentor_assert__": record, "candidate": proxy}
     if job["entry_point"]:
         scope[job["entry_point"]] = proxy
-    error = None
+    error = (None, None)
     try:
         exec(code, scope)
         check = scope.get("check")
         if evaluated[0] == 0 and callable(check):
             check(proxy)  # HumanEval: the test program defines check(candidate) and leaves the call to us
     except CandidateFailure as e:
-        error = {"reason": e.reason, "detail": e.detail[:500]}
+        error = (e.reason, str(e.detail)[:500])
     except BaseException as e:  # noqa: BLE001
-        error = {"reason": "test_error", "detail": f"{type(e).__name__}: {e}"[:500]}
-    channel.send({"op": "done", "static_asserts": rewriter.count, "error": error})
+        error = ("test_error", f"{type(e).__name__}: {e}"[:500])
+    channel.send({"op": "done", "static_asserts": rewriter.count, "error_reason": error[0], "error_detail": error[1]})
 
 
 if __name__ == "__main__":

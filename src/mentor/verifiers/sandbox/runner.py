@@ -1,8 +1,11 @@
 """The in-sandbox runner: a small zygote that runs one candidate program against many test cases.
 
-Started by `mentor.verifiers.sandbox.Sandbox` as ``python -I -S -c <values.py + this file> <config>``
-inside the isolation layer, so it can import nothing but the standard library. It talks to the trusted
-parent over its original stdin/stdout (one JSON object per line), then points fds 0-2 at /dev/null.
+Started by `mentor.verifiers.sandbox.Sandbox` inside the isolation layer as ``python -I -S -c <boot>``,
+where the boot reads this file (with values.py) as a code object compiled once per interpreter; it runs
+inside the isolation layer, so it can import nothing but the standard library. It talks to the trusted parent over
+its original stdin/stdout, then points fds 0-2 at /dev/null. Requests come in as ``marshal`` frames (a
+4-byte length, then the data: the parent is trusted, and marshal costs no import); replies go out as one
+JSON object per line (``values.dumps_flat``), because the parent parses them as untrusted.
 
 Per test it forks a child (about 1 ms, where a fresh sandbox costs 30-50 ms), sets the per-test limits
 in it (CPU seconds, address space, file size, which caps captured output), and runs the candidate there:
@@ -29,18 +32,16 @@ to the sandbox uid/gid with no supplementary groups and sets ``no_new_privs``.
 import builtins
 import ctypes
 import io
-import json
+import marshal
 import os
 import resource
 import select
-import signal
 import sys
 import time
 
+SIGKILL = 9  # (importing `signal` would import `enum`: a few ms per sandbox)
 EXIT_MEMORY = 86  # the child wrapper's exit code for MemoryError
 _ERR_TAIL = 2000  # characters of stderr kept for diagnostics
-
-
 def _limits_child(cfg, cpu_seconds):
     """Per-test limits, applied in the forked child before any candidate code runs."""
     soft = max(1, int(cpu_seconds + 0.999))
@@ -112,7 +113,7 @@ class Runner:
         self.fn = None
 
     def send(self, obj):
-        data = (json.dumps(obj) + "\n").encode()
+        data = (dumps_flat(obj) + "\n").encode()
         view = memoryview(data)
         while view:
             view = view[os.write(self.ctl_out, view):]
@@ -121,12 +122,12 @@ class Runner:
         """Kill whatever the test left behind: every other process of the sandbox, or the child's group."""
         if self.cfg["kill_all"]:
             try:
-                os.kill(-1, signal.SIGKILL)  # Linux spares the caller (and the namespace's init)
+                os.kill(-1, SIGKILL)  # Linux spares the caller (and the namespace's init)
             except ProcessLookupError:
                 pass
         else:
             try:
-                os.killpg(child_pid, signal.SIGKILL)
+                os.killpg(child_pid, SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         while True:  # reap everything that was ours (we may be pid 1 and inherit orphans)
@@ -148,9 +149,9 @@ class Runner:
         elapsed = time.monotonic() - start
         if not ready:
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, SIGKILL)
             except (ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, SIGKILL)
             _, status = os.waitpid(pid, 0)
             self.cleanup_others(pid)
             return None, elapsed
@@ -259,7 +260,7 @@ class Runner:
                 return EXIT_MEMORY
             except BaseException as e:  # noqa: BLE001
                 msg = {"status": "error", "error": f"{type(e).__name__}: {e}"[:500]}
-            os.write(res_fd, json.dumps(msg).encode())
+            os.write(res_fd, marshal.dumps(msg))
             return 0
 
         pid = self.fork_child(body)
@@ -271,9 +272,13 @@ class Runner:
         res.update(self.status_fields(status))
         if status is not None and res["exit"] == 0 and raw:
             try:
-                msg = json.loads(raw)
+                msg = marshal.loads(raw)  # written by the candidate's process: may be anything
                 res["status"], res["value"], res["error"] = msg["status"], msg.get("value"), msg.get("error")
-            except (ValueError, KeyError, TypeError):
+                if type(res["status"]) is not str or type(res.get("value", "")) not in (str, type(None)):
+                    raise TypeError("bad result")
+                if type(res["error"]) not in (str, type(None)):
+                    raise TypeError("bad result")
+            except (ValueError, KeyError, TypeError, EOFError, AttributeError):
                 res["status"], res["error"] = "error", "unreadable result"
         else:
             res["status"] = "crashed"
@@ -287,6 +292,7 @@ class Runner:
             self.send({"status": "syntax_error", "error": f"{type(e).__name__}: {e}"[:500]})
             return
         if self.cfg["kind"] == "call":
+            decode_value("()")  # noqa: F821 - import `ast` once here, not in every forked call
             module = {"__name__": "solution", "__builtins__": builtins}
             self.send({"status": "loading"})  # from here on, a closed channel is the candidate's doing
             resource.setrlimit(resource.RLIMIT_AS, (self.cfg["memory_mb"] << 20,) * 2)
@@ -302,8 +308,7 @@ class Runner:
                            "error": f"entry point {self.cfg['entry_point']!r} is not defined as a function"})
                 return
         self.send({"status": "ready"})
-        for line in iter(self.reader.readline, b""):
-            req = json.loads(line)
+        while (req := read_frame(self.reader)) is not None:
             if req["op"] == "exit":
                 self.cleanup_others(os.getpid())
                 return
@@ -317,7 +322,10 @@ class Runner:
 
 
 def main():
-    cfg = json.loads(sys.argv[1])
+    ctl_in, ctl_out = os.dup(0), os.dup(1)
+    reader = os.fdopen(ctl_in, "rb", closefd=False)
+    first = read_frame(reader)
+    cfg, program = first["cfg"], first["program"]
     if cfg["setup"] == "unshare":
         _enter_unshare_sandbox(cfg)
     elif cfg["setup"] == "rlimits" and cfg["uid"] is not None:
@@ -326,8 +334,7 @@ def main():
     libc = ctypes.CDLL(None, use_errno=True)
     # Not dumpable: tests forked from here cannot ptrace us or open /proc/<us>/fd to write on our channel.
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (a uid change clears it): die with our parent
-    ctl_in, ctl_out = os.dup(0), os.dup(1)
+    libc.prctl(1, SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (a uid change clears it): die with our parent
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
@@ -336,8 +343,6 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["max_files"],) * 2)
     if cfg["max_processes"]:
         resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2)
-    reader = os.fdopen(ctl_in, "rb", closefd=False)
-    program = json.loads(reader.readline())["program"]
     Runner(cfg, reader, ctl_in, ctl_out).serve(program)
 
 

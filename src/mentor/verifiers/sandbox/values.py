@@ -6,10 +6,17 @@ values) and are rebuilt by `decode_value`, an AST walker that accepts only liter
 sends, the trusted side gets back a plain value (or a `ValueError`), never an object with custom
 behaviour: a returned "AlwaysEqual" object cannot exist on the trusted side.
 
+It also holds the two wire helpers of both processes: `read_frame` (the parent's requests: a 4-byte
+length, then ``marshal`` data; the parent is trusted and marshal needs no import) and `dumps_flat` (their
+replies: one JSON object per line, which the parent parses as untrusted, written over the C helper
+``_json`` because importing ``json`` pulls in ``re``: ~13 ms of CPU per process started).
+
 This file is also concatenated into the `-c` source of the runner and the harness, so it must stay
 self-contained (standard library only, no relative imports).
 """
 
+import _json
+import marshal
 import math
 
 MAX_VALUE_CHARS = 1 << 20  # encoded text longer than this is refused on both sides
@@ -106,3 +113,32 @@ def _hashable(value):
     except TypeError:
         raise ValueError(f"unhashable {type(value).__name__} used as a set member or dict key") from None
     return value
+
+
+_quote = _json.encode_basestring_ascii
+
+
+def dumps_flat(obj):
+    """JSON text of a flat dict of str -> str / int / finite float / bool / None (all the runner sends)."""
+    parts = []
+    for key, value in obj.items():
+        if value is None or value is True or value is False:
+            text = {None: "null", True: "true", False: "false"}[value]
+        elif type(value) is str:
+            text = _quote(value)
+        elif type(value) is int:
+            text = str(value)
+        elif type(value) is float and value - value == 0.0:
+            text = repr(value)
+        else:
+            raise TypeError(f"cannot send {type(value).__name__} for {key!r}")
+        parts.append(_quote(key) + ":" + text)
+    return "{" + ",".join(parts) + "}"
+
+
+def read_frame(reader):
+    """One marshal frame from the parent, or None at the end of the stream."""
+    head = reader.read(4)
+    if len(head) < 4:
+        return None
+    return marshal.loads(reader.read(int.from_bytes(head, "big")))
