@@ -10,7 +10,8 @@ checkpoints with the replay buffer every `--chunk` steps: the same command conti
 
 Speed: "training steps/s" counts environment steps with one training step each (MR.Q/DR.Q: one value + one policy
 update, plus 250 encoder updates every 250 steps, i.e. one encoder update per step on average; TD3: one critic
-update, an actor update every second step), measured over chunks in which every step trained.
+update, an actor update every second step), measured on training wall-clock between the first evaluation after
+training began and the last (evaluation time excluded).
 """
 
 from __future__ import annotations
@@ -34,6 +35,19 @@ from mentor.runs import atomic_write_text, latest_checkpoint  # noqa: E402
 # Published anchors (specs/drq.md §5): final (1M-step) means over 10 seeds, from `dmksjfl/DR.Q:results/*.csv` and
 # `facebookresearch/MRQ:results/*.txt`, gymnasium/MuJoCo -v4.
 PUBLISHED_1M = {"HalfCheetah": {"drq": (14775, 70), "mrq": (12940, 616)}}
+# DR.Q's published HalfCheetah-v4 curve, seeds 0, 10, 20, 30 (4 of its 10 seeds), read from `dmksjfl/DR.Q:results/
+# drq.csv` (commit cb5f748): returns at 0 / 25k / 50k / 75k / 100k steps.
+PUBLISHED_DRQ_SEEDS = {
+    0: [-335.63, 5681.81, 8034.19, 8994.97, 9417.51],
+    10: [-255.19, 5314.69, 8676.00, 9533.11, 9735.02],
+    20: [-259.79, 6480.24, 8845.15, 9527.53, 9605.85],
+    30: [-419.62, 4637.81, 8576.10, 10193.56, 10271.84],
+}
+PUBLISHED_DRQ_STEPS = [0, 25_000, 50_000, 75_000, 100_000]
+
+
+def published_drq_curve() -> list[tuple[int, float]]:
+    return [(s, float(np.mean([v[i] for v in PUBLISHED_DRQ_SEEDS.values()]))) for i, s in enumerate(PUBLISHED_DRQ_STEPS)]
 
 
 def auc(evals: list[dict]) -> float:
@@ -45,16 +59,23 @@ def auc(evals: list[dict]) -> float:
     return float(np.trapezoid(r, s) / (s[-1] - s[0]))
 
 
-def summarise(name: str, trainer: Trainer, chunk_stats: list[tuple[int, float]]) -> dict:
+def training_speed(trainer: Trainer) -> float | None:
+    """Training steps per second of training wall-clock (evaluations excluded), between the first evaluation after
+    training began and the last one; read from the run's own log, so it survives resumes."""
+    ev = [e for e in trainer.evals if e["training_steps"] > 0]
+    if len(ev) < 2 or ev[-1]["train_seconds"] <= ev[0]["train_seconds"]:
+        return None
+    return (ev[-1]["training_steps"] - ev[0]["training_steps"]) / (ev[-1]["train_seconds"] - ev[0]["train_seconds"])
+
+
+def summarise(trainer: Trainer) -> dict:
     ev = trainer.evals
-    trained = [(n, dt) for n, dt in chunk_stats if n > 0]
-    sps = sum(n for n, _ in trained) / sum(dt for _, dt in trained) if trained else None
     return {"algo": trainer.cfg.algo, "seed": trainer.cfg.seed, "steps": trainer.step,
             "training_steps": trainer.agent.training_steps, "evals": ev,
             "last_eval": ev[-1]["return_mean"] if ev else None,
             "mean_last3": float(np.mean([e["return_mean"] for e in ev[-3:]])) if ev else None,
-            "auc_mean_return": auc(ev) if ev else None, "training_steps_per_s": sps,
-            "wall_seconds": round(trainer.train_seconds, 1)}
+            "auc_mean_return": auc(ev) if ev else None, "training_steps_per_s": training_speed(trainer),
+            "train_seconds": round(trainer.train_seconds, 1)}
 
 
 def write_results(args, runs: dict[str, dict], out: Path, started: float, finished: bool) -> None:
@@ -83,11 +104,14 @@ def write_results(args, runs: dict[str, dict], out: Path, started: float, finish
                     "note": "2 CPU cores shared with ~6 other jobs; speeds vary 10-30% between sessions"},
         "elapsed_seconds_this_session": round(time.time() - started, 1),
         "summary": table, "runs": runs, "published_1M": PUBLISHED_1M,
+        "published_drq_curve_v4_seeds_0_10_20_30": published_drq_curve(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1))
+    ref = {"DR.Q published (v4, 4 seeds)": [p for p in published_drq_curve() if p[0] <= max(steps, 25_000)]}
     plot_curves({k: r["evals"] for k, r in runs.items()}, out.with_suffix(".png"),
-                title=f"{args.env}: evaluation return, {steps:,} of {args.steps:,} steps")
+                title=f"{args.env}: evaluation return, {steps:,} of {args.steps:,} steps",
+                reference=ref if "HalfCheetah" in args.env else None)
     lines = [f"# Control benchmark: {args.env}", "",
              f"Command: `{result['command']}`", "",
              f"Steps reached: **{steps:,}** of {args.steps:,} ({'finished' if finished else 'partial: stopped by the time budget; rerun the command to continue'}). "
@@ -99,6 +123,14 @@ def write_results(args, runs: dict[str, dict], out: Path, started: float, finish
     for algo, t in table.items():
         lines.append(f"| {algo} | {t['seeds']} | {t['steps']:,} | {fmt(t['last_eval'])} | {fmt(t['mean_last3'])} | "
                      f"{fmt(t['mean_last3_ratio_vs_mrq'], '{:.2f}')} | {fmt(t['auc_mean_return'])} | {fmt(t['training_steps_per_s'], '{:.2f}')} |")
+    if "HalfCheetah" in args.env:
+        pub = published_drq_curve()
+        lines += ["", "Published reference (HalfCheetah-v4; ours is v5, whose changes are to the environment API, not "
+                  "the model or reward): DR.Q's released curve, mean of seeds 0/10/20/30 (4 of 10) from "
+                  "`dmksjfl/DR.Q:results/drq.csv`: " + ", ".join(f"{s_:,} steps {v:.0f}" for s_, v in pub) + ". "
+                  f"Final 1M-step means over 10 seeds (specs/drq.md §5): DR.Q {PUBLISHED_1M['HalfCheetah']['drq'][0]:,} "
+                  f"± {PUBLISHED_1M['HalfCheetah']['drq'][1]}, MR.Q {PUBLISHED_1M['HalfCheetah']['mrq'][0]:,} ± "
+                  f"{PUBLISHED_1M['HalfCheetah']['mrq'][1]}."]
     lines += ["", "Evaluation curve (mean return of 10 episodes):", "",
               "| step | " + " | ".join(runs) + " |", "|---" * (len(runs) + 1) + "|"]
     all_steps = sorted({e["step"] for r in runs.values() for e in r["evals"]})
@@ -123,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=1_000, help="round-robin granularity and checkpoint interval")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--budget-minutes", type=float, default=0, help="stop (after the current chunk) past this wall-clock time; 0: none")
+    p.add_argument("--report-only", action="store_true", help="rewrite the results from the run directories, no training")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="MR.Q/DR.Q hyperparameter override (for quick checks; the benchmark uses the paper defaults)")
     p.add_argument("--runs", default="runs/bench-control", help="directory of the per-algorithm run directories")
@@ -139,17 +172,16 @@ def main(argv: list[str] | None = None) -> int:
                               overrides={} if algo == "td3" else parse_overrides(args.overrides))
             run_dir = Path(args.runs) / f"{args.env}-{algo}-s{seed}"
             trainers[f"{algo}-s{seed}"] = Trainer(cfg, run_dir, resume=latest_checkpoint(run_dir) is not None)
-    stats: dict[str, list[tuple[int, float]]] = {k: [] for k in trainers}
+    if args.report_only:
+        write_results(args, {k: summarise(tr) for k, tr in trainers.items()}, Path(args.out), started,
+                      finished=min(t.step for t in trainers.values()) >= args.steps)
+        return 0
     target = min(t.step for t in trainers.values())
     while target < args.steps:
         target = min(args.steps, (target // args.chunk + 1) * args.chunk)
-        for name, tr in trainers.items():
-            before, t0 = tr.agent.training_steps, time.perf_counter()
+        for tr in trainers.values():
             tr.run(until=target)
-            n = tr.agent.training_steps - before
-            if n == args.chunk:  # a chunk in which every step trained
-                stats[name].append((n, time.perf_counter() - t0))
-        runs = {k: summarise(k, tr, stats[k]) for k, tr in trainers.items()}
+        runs = {k: summarise(tr) for k, tr in trainers.items()}
         write_results(args, runs, Path(args.out), started, finished=target >= args.steps)
         print(f"[bench] {target:,} steps, {time.time() - started:.0f}s: " +
               ", ".join(f"{k} {r['last_eval'] if r['last_eval'] is None else round(r['last_eval'], 1)}" for k, r in runs.items()), flush=True)

@@ -244,7 +244,8 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title
     ax.set_ylabel("evaluation return (10 episodes, deterministic)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
     fig.savefig(tmp, dpi=110)
