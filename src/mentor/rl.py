@@ -203,7 +203,7 @@ class RLStepper:
             batch.num_loss_tokens = int(batch.loss_mask.sum())
         if obj.objective.advantage is not None:
             adv_BG = losses.group_advantages(shaped_BG, obj.objective.advantage, std_ddof=rl.std_ddof, eps=rl.adv_eps,
-                                             baseline=rl.reinforce_baseline if obj.objective.advantage == "reinforce_pp" else None)
+                                             baseline="group" if obj.objective.advantage == "reinforce_pp" and rl.reinforce_baseline == "group" else None)
             batch.advantages = adv_BG.reshape(-1).to(self.device)
             metrics["adv/abs_mean"] = float(adv_BG.abs().mean())
         batch.extras["rewards"] = shaped_BG.reshape(-1).to(self.device)
