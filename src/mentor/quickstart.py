@@ -32,13 +32,13 @@ def stages(fast: bool) -> dict[str, list[str]]:
     n = (lambda full, smoke: smoke if fast else full)
     eval_ = [f"eval.size={n(256, 16)}"]
     return {
-        "teacher_sft": ["algo=sft", "model.path=tiny:1m", *TASK, *eval_, f"run.steps={n(400, 6)}", f"eval.every={n(100, 3)}",
+        "teacher_sft": ["algo=sft", "model.path=tiny:1m", *TASK, *eval_, f"run.steps={n(500, 6)}", f"eval.every={n(100, 3)}",
                         "optim.lr=2e-3", "optim.warmup_steps=20", "optim.schedule=cosine", "optim.min_lr_ratio=0.05",
                         "optim.batch_size=64", "optim.micro_batch_size=64", "run.save_every=0"],
         "teacher_grpo": ["algo=grpo", *TASK, *eval_, f"run.steps={n(60, 2)}", f"eval.every={n(15, 2)}", "optim.lr=5e-5",
                          "optim.schedule=constant", f"optim.batch_size={n(16, 2)}", "optim.micro_batch_size=128",
                          "rl.group_size=8", "run.save_every=0"],
-        "student_sft": ["algo=sft", "model.path=tiny:100k", *TASK, *eval_, f"run.steps={n(150, 4)}", f"eval.every={n(50, 2)}",
+        "student_sft": ["algo=sft", "model.path=tiny:100k", *TASK, *eval_, f"run.steps={n(350, 4)}", f"eval.every={n(50, 2)}",
                         "optim.lr=3e-3", "optim.warmup_steps=10", "optim.schedule=constant", "optim.batch_size=64",
                         "optim.micro_batch_size=64", "run.seed=1", "run.save_every=0"],
         "opd": ["algo=opd", *TASK, *eval_, f"run.steps={n(200, 3)}", f"eval.every={n(25, 3)}", "optim.lr=3e-4",

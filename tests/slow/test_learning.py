@@ -38,14 +38,12 @@ def test_rl_from_weak_checkpoint_gains_20_points(tmp_path, weak_checkpoint, algo
     assert curve[-1][1] - curve[0][1] >= 0.20
 
 
-def test_opd_closes_half_the_gap_to_the_teacher(tmp_path, sft_add_run):
+def test_opd_closes_half_the_gap_to_the_teacher(tmp_path, sft_add_run, weak_checkpoint):
+    """Same-size setting: the weak early checkpoint is the student, the finished SFT model its teacher."""
     teacher_acc = accuracy_curve(sft_add_run)[-1][1]
-    student = tmp_path / "student"
-    train(load_config(None, ["algo=sft", "model.path=tiny:100k", *TASK, f"run.out_dir={student}", "run.steps=150",
-                             "eval.every=150", "optim.lr=3e-3", "optim.warmup_steps=10", "optim.schedule=constant",
-                             "run.seed=1"]))
+    student, _ = weak_checkpoint
     out = tmp_path / "opd"
-    train(load_config(None, ["algo=opd", f"model.path={student / 'final'}", f"distill.teacher={sft_add_run / 'final'}", *TASK,
+    train(load_config(None, ["algo=opd", f"model.path={student}", f"distill.teacher={sft_add_run / 'final'}", *TASK,
                              f"run.out_dir={out}", "run.steps=300", "eval.every=50", "optim.lr=3e-4", "optim.warmup_steps=10",
                              "optim.schedule=constant", "optim.batch_size=64", "optim.micro_batch_size=64", "run.seed=1"]))
     curve = accuracy_curve(out)
