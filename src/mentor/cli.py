@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--task-args", default="", help="comma-separated key=value, e.g. digits=3")
     e.add_argument("--data", help="JSONL / Parquet / dataset dir / hub id")
     e.add_argument("--split", default="test")
+    e.add_argument("--fields", default="", help="column mapping, e.g. prompt=question,answer=answer (see FieldMap)")
+    e.add_argument("--template", default="{prompt}", help="prompt template, e.g. '{prompt}\\nAnswer in \\boxed{}.'")
     e.add_argument("--verifier", default=None, help="exact | math | task | code (default: per row, or the task's)")
     e.add_argument("--n", type=int, default=256, help="number of prompts")
     e.add_argument("--k", type=int, default=1, help="samples per prompt (pass@k for every k' <= k is reported)")

@@ -104,13 +104,13 @@ def summarise(items: list[dict[str, Any]], k: int) -> dict[str, Any]:
     return out
 
 
-def _parse_task_args(s: str) -> dict[str, Any]:
+def _parse_task_args(s: str, flag: str = "--task-args") -> dict[str, Any]:
     import yaml
 
     out = {}
     for part in filter(None, s.split(",")):
         if "=" not in part:
-            raise ValueError(f"--task-args: expected key=value, got {part!r}")
+            raise ValueError(f"{flag}: expected key=value, got {part!r}")
         key, val = part.split("=", 1)
         out[key.strip()] = yaml.safe_load(val)
     return out
@@ -129,7 +129,10 @@ def eval_command(args) -> int:
     else:
         from .tasks.data import load_rows
 
-        prompts = load_rows(args.data, split=args.split, verifier=args.verifier or "exact", limit=args.n)
+        from .config import FieldMap, from_dict
+
+        fields = from_dict(FieldMap, {k: v for k, v in _parse_task_args(args.fields, "--fields").items()}, "--fields")
+        prompts = load_rows(args.data, split=args.split, fields=fields, verifier=args.verifier or "exact", limit=args.n)
     if args.verifier:
         import dataclasses
 
@@ -137,7 +140,7 @@ def eval_command(args) -> int:
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, device=args.device, tokenizer=tokenizer)
     res = evaluate(model, tokenizer, prompts, k=args.k, greedy=args.greedy, temperature=args.temperature,
-                   max_new_tokens=args.max_new_tokens, seed=args.seed)
+                   max_new_tokens=args.max_new_tokens, seed=args.seed, template=args.template)
     print(json.dumps(res.summary, indent=2))
     if args.out:
         from .runs import atomic_write_text
