@@ -14,7 +14,7 @@ def format_metrics(record: dict[str, Any], keys=SHOWN) -> str:
     for k in keys:
         v = record.get(k)
         if isinstance(v, (int, float)):
-            parts.append(f"{k.split('/')[-1] if k.startswith('time') else k}={v:.4g}")
+            parts.append(f"{'s/step' if k == 'time/step' else k}={v:.4g}")
     return " ".join(parts)
 
 

@@ -56,7 +56,9 @@ def _accuracy(run_dir: Path) -> list[tuple[int, float]]:
 def _run(name: str, overrides: list[str], out: Path) -> Path:
     from .train import train
 
-    print(f"\n== {name}: mentor train " + " ".join(overrides + [f"run.out_dir={out}"]), flush=True)
+    import shlex
+
+    print(f"\n== {name}: mentor train " + " ".join(shlex.quote(o) for o in overrides + [f"run.out_dir={out}"]), flush=True)
     if out.exists():
         shutil.rmtree(out)
     return train(load_config(None, overrides + [f"run.out_dir={out}"]))
