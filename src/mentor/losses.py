@@ -52,7 +52,7 @@ LPO_TAU_RULES = ("std", "one", "mean")
 OPD_ESTIMATORS = ("sampled", "topk", "full")
 
 LOG_RATIO_CLAMP = 20.0  # |log ρ| bound before exp [code] verl
-CHUNK_BYTES = 128 * 2**20  # default working set of one vocabulary chunk (fp32 bytes)
+CHUNK_BYTES = 32 * 2**20  # default size of one float32 vocabulary block (bytes)
 
 
 # ============================================================================ checks
@@ -84,57 +84,117 @@ def _rows_per_chunk(vocab: int, chunk_size: int | None, where: str, n_vocab_inpu
     return int(chunk_size)
 
 
-class _RecomputeInBackward(torch.autograd.Function):
-    """Activation checkpointing for one chunk: forward runs `fn` without a graph and saves only its input
-    tensors; backward re-runs `fn` with a graph and differentiates it. (torch.utils.checkpoint does the same
-    but imports torch._dynamo on first use, ~5 s on a 2-core CPU.)"""
+def _blocks(B: int, T: int, chunk_rows: int) -> list[tuple[slice, slice]]:
+    """(batch, time) blocks of at most `chunk_rows` positions: whole sequences when one fits, else pieces."""
+    if T <= chunk_rows:
+        step = max(1, chunk_rows // max(T, 1))
+        return [(slice(b, b + step), slice(0, T)) for b in range(0, B, step)]
+    return [(slice(b, b + 1), slice(t, t + chunk_rows)) for b in range(B) for t in range(0, T, chunk_rows)]
+
+
+class _ChunkedRows(torch.autograd.Function):
+    """Apply `fn(*blocks, *args) -> tuple of (b, t) tensors` block by block over (B, T, ...) inputs.
+
+    Forward runs without a graph and writes into preallocated (B, T) outputs. Backward recomputes each block
+    with a graph, differentiates it, and writes the block's gradient into one preallocated gradient per
+    input: autograd holds only the inputs, and float32 vocabulary-sized temporaries exist for one block at a
+    time (activation checkpointing; torch.utils.checkpoint is avoided because it imports torch._dynamo on
+    first use, ~5 s on a 2-core CPU, and checkpointing split blocks would end in a concatenation of all
+    block gradients)."""
 
     @staticmethod
-    def forward(ctx, fn, args, *tensors):
-        ctx.fn, ctx.args = fn, args
-        ctx.save_for_backward(*tensors)
-        return fn(*tensors, *args)
+    def forward(ctx, fn, args, chunk_rows, *inputs):
+        ctx.fn, ctx.args, ctx.chunk_rows = fn, args, chunk_rows
+        ctx.save_for_backward(*inputs)
+        B, T = inputs[0].shape[:2]
+        outs: list[torch.Tensor] = []
+        for bs, ts in _blocks(B, T, chunk_rows):
+            res = fn(*(x[bs, ts] for x in inputs), *args)
+            if not outs:
+                outs = [torch.empty((B, T, *r.shape[2:]), dtype=r.dtype, device=r.device) for r in res]
+            for out, r in zip(outs, res):
+                out[bs, ts] = r
+        return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grad_outputs):
-        inputs = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
-        with torch.enable_grad():
-            outputs = ctx.fn(*inputs, *ctx.args)
-        wrt = [x for x in inputs if x.requires_grad]
-        grads = iter(torch.autograd.grad(outputs, wrt, grad_outputs, allow_unused=True))
-        return (None, None, *(next(grads) if x.requires_grad else None for x in inputs))
+        inputs = ctx.saved_tensors
+        needs = ctx.needs_input_grad[3:]
+        grads = [torch.empty_like(x) if need else None for x, need in zip(inputs, needs)]
+        B, T = inputs[0].shape[:2]
+        for bs, ts in _blocks(B, T, ctx.chunk_rows):
+            blocks = [x[bs, ts].detach().requires_grad_(need) for x, need in zip(inputs, needs)]
+            with torch.enable_grad():
+                res = ctx.fn(*blocks, *ctx.args)
+            wrt = [b for b, need in zip(blocks, needs) if need]
+            block_grads = iter(torch.autograd.grad(res, wrt, [g[bs, ts] for g in grad_outputs],
+                                                   allow_unused=True))
+            for grad, need in zip(grads, needs):
+                if need:
+                    g = next(block_grads)
+                    grad[bs, ts] = 0.0 if g is None else g
+        return (None, None, None, *grads)
 
 
-def _map_chunks(fn: Callable[..., tuple[torch.Tensor, ...]], inputs: Sequence[torch.Tensor],
-                chunk_rows: int, *args) -> tuple[torch.Tensor, ...]:
-    """Apply `fn(*blocks, *args) -> tuple of (b, t, ...) tensors` to blocks of ≤ `chunk_rows` (batch, time)
-    positions of the (B, T, ...) `inputs`, and stitch the outputs back to (B, T, ...).
+class _LogProbEntropy(torch.autograd.Function):
+    """`gather_logprobs` with a hand-derived backward (the hot path of every objective). Per position, with
+    z = logits/τ and log π = z − logsumexp z:
+        ∂ℓ_y/∂z_v = 1[v = y] − π_v          ∂H/∂z_v = −π_v (log π_v + H)
+    and ∂/∂logits = (∂/∂z)/τ. Blocks as in `_ChunkedRows`; the gradient is written into one buffer."""
 
-    Blocks are whole sequences when a sequence fits in `chunk_rows`, else pieces of one sequence. They come
-    from `Tensor.split` (one backward node that concatenates the block gradients, so backward is linear in
-    the number of blocks). With autograd on, each block is recomputed in backward (`_RecomputeInBackward`):
-    the graph keeps only the input views, and the float32 vocabulary-sized intermediates of a block exist
-    only while that block is computed."""
-    B, T = inputs[0].shape[:2]
-    if T <= chunk_rows:
-        b_step, t_step = max(1, chunk_rows // max(T, 1)), max(T, 1)
-    else:
-        b_step, t_step = 1, chunk_rows
-    grad = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
-    rows_out: list[tuple[torch.Tensor, ...]] = []
-    for b_blocks in zip(*(x.split(b_step, dim=0) for x in inputs)):
-        pieces = []
-        for blocks in zip(*(x.split(t_step, dim=1) for x in b_blocks)):
-            pieces.append(_RecomputeInBackward.apply(fn, args, *blocks) if grad else fn(*blocks, *args))
-        rows_out.append(tuple(torch.cat(p, dim=1) for p in zip(*pieces)))
-    return tuple(torch.cat(r, dim=0) for r in zip(*rows_out))
+    @staticmethod
+    def forward(ctx, logits, tokens, temperature, vocab_size, with_entropy, chunk_rows):
+        B, T = logits.shape[:2]
+        dtype = _float_dtype(logits)
+        logprobs = torch.empty((B, T), dtype=dtype, device=logits.device)
+        lse_BT = torch.empty((B, T), dtype=dtype, device=logits.device)
+        entropy = torch.empty((B, T), dtype=dtype, device=logits.device) if with_entropy else None
+        for bs, ts in _blocks(B, T, chunk_rows):
+            z = _scaled_logits(logits[bs, ts], temperature, vocab_size, copy=with_entropy)
+            lse = torch.logsumexp(z, dim=-1, keepdim=True)
+            lse_BT[bs, ts] = lse.squeeze(-1)
+            logprobs[bs, ts] = (z.gather(-1, tokens[bs, ts].unsqueeze(-1)) - lse).squeeze(-1)
+            if with_entropy:
+                logp = z.sub_(lse)
+                p = logp.exp()
+                entropy[bs, ts] = -(p * logp.masked_fill_(p == 0, 0.0)).sum(-1)  # 0·log 0 = 0 (masked ids)
+        ctx.temperature, ctx.vocab_size, ctx.with_entropy, ctx.chunk_rows = (
+            temperature, vocab_size, with_entropy, chunk_rows)
+        ctx.save_for_backward(logits, tokens, lse_BT, entropy)
+        return (logprobs, entropy) if with_entropy else logprobs
+
+    @staticmethod
+    def backward(ctx, grad_logprobs, grad_entropy=None):
+        logits, tokens, lse_BT, entropy = ctx.saved_tensors
+        padded = ctx.vocab_size is not None and ctx.vocab_size < logits.shape[-1]
+        grad_logits = torch.zeros_like(logits) if padded else torch.empty_like(logits)
+        V = ctx.vocab_size if padded else logits.shape[-1]
+        B, T = logits.shape[:2]
+        for bs, ts in _blocks(B, T, ctx.chunk_rows):
+            logp = _scaled_logits(logits[bs, ts], ctx.temperature, ctx.vocab_size, copy=True)
+            logp.sub_(lse_BT[bs, ts].unsqueeze(-1))
+            g_lp = grad_logprobs[bs, ts].to(logp.dtype).unsqueeze(-1) / ctx.temperature  # 1/τ folded in
+            if ctx.with_entropy:  # ∂/∂z_v = 1[v = y]·g_ℓ − π_v·(g_ℓ + g_H·(log π_v + H))
+                p = logp.exp()
+                g_h = grad_entropy[bs, ts].to(logp.dtype).unsqueeze(-1) / ctx.temperature
+                coef = logp.masked_fill_(p == 0, 0.0).add_(entropy[bs, ts].unsqueeze(-1)).mul_(g_h).add_(g_lp)
+                grad = p.mul_(coef).neg_()
+            else:  # ∂/∂z_v = 1[v = y]·g_ℓ − π_v·g_ℓ
+                grad = logp.exp_().mul_(-g_lp)
+            grad.scatter_add_(-1, tokens[bs, ts].unsqueeze(-1), g_lp)
+            grad_logits[bs, ts, :V] = grad
+        return grad_logits, None, None, None, None, None
 
 
-def _scaled_logits(logits: torch.Tensor, temperature: float, vocab_size: int | None) -> torch.Tensor:
-    """A (b, t, V) block in the compute dtype, restricted to the first `vocab_size` ids, divided by T."""
+def _scaled_logits(logits: torch.Tensor, temperature: float, vocab_size: int | None,
+                   copy: bool = False) -> torch.Tensor:
+    """A (b, t, V) block in the compute dtype, restricted to the first `vocab_size` ids, divided by the
+    temperature; with `copy=True` always a fresh tensor (safe to modify in place)."""
     z = logits[..., :vocab_size] if vocab_size is not None else logits
     z = z.to(_float_dtype(logits))
-    return z / temperature if temperature != 1.0 else z
+    if temperature != 1.0:
+        return z / temperature
+    return z.clone() if copy and z.data_ptr() == logits.data_ptr() else z
 
 
 def _check_logits(logits_BTV: torch.Tensor, temperature: float, vocab_size: int | None, where: str) -> int:
@@ -148,31 +208,19 @@ def _check_logits(logits_BTV: torch.Tensor, temperature: float, vocab_size: int 
     return V if vocab_size is None else vocab_size
 
 
-def _logprob_entropy_block(logits, tokens, temperature, vocab_size, with_entropy):
-    z = _scaled_logits(logits, temperature, vocab_size)
-    lse = torch.logsumexp(z, dim=-1, keepdim=True)
-    logprobs = (z.gather(-1, tokens.unsqueeze(-1)) - lse).squeeze(-1)
-    if not with_entropy:
-        return (logprobs,)
-    logp = z - lse
-    p = logp.exp()
-    entropy = -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)  # 0·log 0 = 0 for masked (-inf) logits
-    return logprobs, entropy
-
-
 def gather_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor, temperature: float = 1.0,
                     chunk_size: int | None = None, *, with_entropy: bool = False,
                     vocab_size: int | None = None):
     """log π(y_t) = z_t[y_t]/τ − logsumexp(z_t/τ), and optionally the entropy H_t = −Σ_v π(v) log π(v).
 
     `logits_BTV[:, t]` must be the logits that predict `tokens_BT[:, t]` (shift before calling). Computed in
-    chunks of `chunk_size` (batch, time) rows (default: as many as fit in `CHUNK_BYTES` of float32), each
-    recomputed in backward (activation checkpointing), so neither a float32 copy nor a log-softmax of the
-    whole (B, T, V) batch is ever held, in forward or for backward. Results are float32 (float64 for
-    float64 logits).
-    `vocab_size` keeps only the first ids (embedding rows padded past the tokenizer). Returns `logprobs_BT`,
-    or `(logprobs_BT, entropy_BT)` with `with_entropy=True`; both differentiable. [code] verl/TRL
-    `logprobs_from_logits` / `selective_log_softmax` (row loops), chunked and checkpointed [our design]."""
+    blocks of `chunk_size` (batch, time) rows (default: as many as fit in `CHUNK_BYTES` of float32): forward
+    keeps only the (B, T) log-sum-exp, backward recomputes the softmax block by block (hand-derived
+    gradient, written into one gradient buffer). No float32 copy or log-softmax of the whole (B, T, V) batch
+    is ever made or held. Results are float32 (float64 for float64 logits); `vocab_size` keeps only the
+    first ids (embedding rows padded past the tokenizer get zero gradient). Returns `logprobs_BT`, or
+    `(logprobs_BT, entropy_BT)` with `with_entropy=True`; both differentiable. [code] verl/TRL
+    `logprobs_from_logits` / `selective_log_softmax` (row loops); blocks and recomputation [our design]."""
     where = "gather_logprobs"
     V = _check_logits(logits_BTV, temperature, vocab_size, where)
     _check_shape("tokens_BT", tokens_BT, logits_BTV.shape[:2], where)
@@ -182,9 +230,8 @@ def gather_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor, temperatu
         raise ValueError(f"{where}: token ids must be in [0, {V}), got min {int(tokens_BT.min())} "
                          f"max {int(tokens_BT.max())}")
     rows = _rows_per_chunk(V, chunk_size, where)
-    out = _map_chunks(_logprob_entropy_block, [logits_BTV, tokens_BT.long()], rows, float(temperature),
-                      vocab_size, with_entropy)
-    return out if with_entropy else out[0]
+    return _LogProbEntropy.apply(logits_BTV, tokens_BT.long(), float(temperature), vocab_size, with_entropy,
+                                 rows)
 
 
 def token_entropy(logits_BTV: torch.Tensor, temperature: float = 1.0, chunk_size: int | None = None, *,
@@ -671,7 +718,7 @@ def topk_logprobs(logits_BTV: torch.Tensor, k: int, temperature: float = 1.0, ch
         return values - torch.logsumexp(z, dim=-1, keepdim=True), ids
 
     with torch.no_grad():
-        return _map_chunks(block, [logits_BTV], _rows_per_chunk(V, chunk_size, "topk_logprobs"))
+        return _ChunkedRows.apply(block, (), _rows_per_chunk(V, chunk_size, "topk_logprobs"), logits_BTV)
 
 
 def _topk_kl_block(logits, t_logprobs, t_ids, temperature, vocab_size, tail):
@@ -707,7 +754,7 @@ def topk_forward_kl(student_logits_BTV: torch.Tensor, teacher_topk_logprobs_BTK:
     `teacher_topk_logprobs_BTK` are the teacher's log-probs of its distinct `teacher_topk_ids_BTK`
     (normalised over the full vocabulary, e.g. from `topk_logprobs`); a tail mass within the rounding of
     Σ_S pT (K·machine-ε) counts as no tail. Returns the differentiable (B, T) per-token loss; aggregate
-    it with `aggregate(..., "token_mean", normaliser)`. Chunked and checkpointed like `gather_logprobs`."""
+    it with `aggregate(..., "token_mean", normaliser)`. Blocks recomputed in backward (`_ChunkedRows`)."""
     where = "topk_forward_kl"
     V = _check_logits(student_logits_BTV, temperature, vocab_size, where)
     B, T = student_logits_BTV.shape[:2]
@@ -717,9 +764,9 @@ def topk_forward_kl(student_logits_BTV: torch.Tensor, teacher_topk_logprobs_BTK:
     _check_shape("teacher_topk_ids_BTK", teacher_topk_ids_BTK, teacher_topk_logprobs_BTK.shape, where)
     if teacher_topk_ids_BTK.numel() and (int(teacher_topk_ids_BTK.min()) < 0 or int(teacher_topk_ids_BTK.max()) >= V):
         raise ValueError(f"{where}: teacher top-k ids must be in [0, {V})")
-    return _map_chunks(_topk_kl_block, [student_logits_BTV, teacher_topk_logprobs_BTK.detach(),
-                                        teacher_topk_ids_BTK.long()],
-                       _rows_per_chunk(V, chunk_size, where), float(temperature), vocab_size, tail)[0]
+    return _ChunkedRows.apply(_topk_kl_block, (float(temperature), vocab_size, tail),
+                              _rows_per_chunk(V, chunk_size, where), student_logits_BTV,
+                              teacher_topk_logprobs_BTK.detach(), teacher_topk_ids_BTK.long())[0]
 
 
 def _kl_from_logprobs(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
@@ -749,12 +796,13 @@ def generalized_jsd(student_logits_BTV: torch.Tensor, teacher_logits_BTV: torch.
         β = 0 → KL(πT‖πθ) (forward),  β = 1 → KL(πθ‖πT) (reverse), both special-cased and exact.
 
     Both logits divided by `temperature`. Returns the differentiable (B, T) per-token loss (aggregate with
-    token_mean). Chunked and checkpointed; meant for small vocabularies or short sequences."""
+    token_mean). Blocks recomputed in backward (`_ChunkedRows`); both logits are needed in full, so this is
+    meant for small vocabularies or short sequences."""
     where = "generalized_jsd"
     V = _check_logits(student_logits_BTV, temperature, vocab_size, where)
     _check_shape("teacher_logits_BTV", teacher_logits_BTV, student_logits_BTV.shape, where)
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"{where}: beta must be in [0, 1], got {beta}")
-    return _map_chunks(_jsd_block, [student_logits_BTV, teacher_logits_BTV.detach()],
-                       _rows_per_chunk(V, chunk_size, where, n_vocab_inputs=2), float(temperature),
-                       vocab_size, float(beta))[0]
+    return _ChunkedRows.apply(_jsd_block, (float(temperature), vocab_size, float(beta)),
+                              _rows_per_chunk(V, chunk_size, where, n_vocab_inputs=2), student_logits_BTV,
+                              teacher_logits_BTV.detach())[0]

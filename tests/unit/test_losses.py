@@ -101,6 +101,16 @@ def test_vocab_size_ignores_padded_embedding_rows():
     close(ent, [[math.log(4)]])
     with pytest.raises(ValueError, match=r"token ids must be in \[0, 4\)"):
         gather_logprobs(logits, torch.tensor([[4]]), vocab_size=4)
+    # gradients: those of log_softmax over the first 4 columns, and exactly 0 on the padded rows
+    g = torch.Generator().manual_seed(12)
+    padded = torch.randn(2, 3, 6, generator=g, dtype=F64, requires_grad=True)
+    tokens = torch.randint(0, 4, (2, 3), generator=g)
+    lp, ent = gather_logprobs(padded, tokens, 1.5, 2, with_entropy=True, vocab_size=4)
+    grad, = torch.autograd.grad(lp.sum() + 0.3 * ent.sum(), padded)
+    ref_lp, ref_ent = _reference_logprobs(padded[..., :4], tokens, 1.5)
+    ref_grad, = torch.autograd.grad(ref_lp.sum() + 0.3 * ref_ent.sum(), padded)
+    close(grad, ref_grad, atol=1e-12)
+    assert torch.equal(grad[..., 4:], torch.zeros(2, 3, 2, dtype=F64))
 
 
 def test_masked_minus_inf_logits_give_finite_entropy_and_gradients():
