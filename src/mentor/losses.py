@@ -68,6 +68,15 @@ def _check_choice(name: str, value: object, allowed: Sequence[str], where: str) 
         raise ValueError(f"{where}: {name}={value!r} is not one of {', '.join(map(repr, allowed))}")
 
 
+def _as_normaliser(normaliser: float | torch.Tensor, like: torch.Tensor, where: str) -> float | torch.Tensor:
+    """An explicit normaliser in the dtype of `like` (a float64 count must not promote a float32 loss)."""
+    if isinstance(normaliser, torch.Tensor):
+        return normaliser.to(like.dtype)
+    if not normaliser > 0:
+        raise ValueError(f"{where}: normaliser must be > 0, got {normaliser}")
+    return float(normaliser)
+
+
 def _float_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype numerics run in: float64 stays float64, everything else is computed in float32."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -263,7 +272,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, normaliser: float | torch.T
     if normaliser is None:
         count = mask.to(total.dtype).sum() if dim is None else mask.to(total.dtype).sum(dim)
         return total / torch.where(count == 0, torch.ones_like(count), count)
-    return total / normaliser
+    return total / _as_normaliser(normaliser, total, "masked_mean")
 
 
 def loss_normaliser(mask: torch.Tensor | Iterable[torch.Tensor], mode: Aggregation,
@@ -311,8 +320,10 @@ def aggregate(loss_BT: torch.Tensor, mask_BT: torch.Tensor, mode: Aggregation,
     if loss_BT.dim() != 2:
         raise ValueError(f"{where}: loss_BT must be (batch, time), got shape {tuple(loss_BT.shape)}")
     _check_shape("mask_BT", mask_BT, loss_BT.shape, where)
-    if normaliser is None:
-        normaliser = loss_normaliser(mask_BT, mode, L_norm).to(loss_BT.dtype)
+    if normaliser is None:  # this call is the whole batch; an empty mask gives 0, not NaN
+        normaliser = loss_normaliser(mask_BT, mode, L_norm).to(loss_BT.dtype).clamp_min(1e-30)
+    else:
+        normaliser = _as_normaliser(normaliser, loss_BT, where)
     if mode == "seq_mean_token_mean":
         per_seq_B = masked_sum(loss_BT, mask_BT, dim=1)
         length_B = mask_BT.to(loss_BT.dtype).sum(dim=1)
@@ -611,8 +622,7 @@ def lpo_loss(rewards_BG: torch.Tensor, seq_logratio_BG: torch.Tensor, kind: str 
     else:
         div_B = (P_BG * (log_P_BG - log_target_BG)).sum(dim=1)
     valid = valid_B.to(div_B.dtype)
-    if normaliser is None:
-        normaliser = valid.sum().clamp_min(1.0)
+    normaliser = valid.sum().clamp_min(1.0) if normaliser is None else _as_normaliser(normaliser, div_B, where)
     loss = (div_B * valid).sum() / normaliser
     with torch.no_grad():
         c = lpo_weights(rewards_BG, seq_logratio_BG, kind, tau, std_ddof, identical_groups)

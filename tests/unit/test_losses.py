@@ -218,6 +218,17 @@ def test_explicit_normaliser_makes_micro_batches_exact(mode):
         assert abs(naive.item() - AGG_EXPECTED[mode]) > 0.1
 
 
+def test_float64_normaliser_keeps_a_float32_loss_float32_and_empty_masks_give_zero():
+    loss = LOSS_AB.float().requires_grad_(True)
+    norm = loss_normaliser(MASK_AB, "token_mean")  # float64 count
+    assert norm.dtype == F64
+    assert aggregate(loss, MASK_AB.float(), "token_mean", norm).dtype == torch.float32
+    empty = aggregate(loss, torch.zeros(2, 4), "seq_mean_token_mean")
+    assert empty.item() == 0.0
+    with pytest.raises(ValueError, match="normaliser must be > 0"):
+        aggregate(loss, MASK_AB.float(), "token_mean", 0.0)
+
+
 def test_loss_normaliser_counts():
     # 3 sequences, the last fully masked (e.g. overlong-filtered): N_tok = 2 + 4 = 6, N_seq = 2.
     mask = torch.cat([MASK_AB, torch.zeros(1, 4, dtype=F64)])
