@@ -29,7 +29,8 @@ def _one_torch_thread():
 
 def _train_args(algo, out):
     sets = SMALL_TD3 if algo == "td3" else SMALL
-    return (["train", "--env", ENV, "--algo", algo, "--steps", str(STEPS), "--random-steps", str(RANDOM),
+    random_steps = 900 if algo == "td3" else RANDOM  # TD3 counts env steps, not buffer slots
+    return (["train", "--env", ENV, "--algo", algo, "--steps", str(STEPS), "--random-steps", str(random_steps),
              "--eval-every", str(EVAL_EVERY), "--eval-episodes", "2", "--threads", "1", "--out", str(out)]
             + [a for s in sets for a in ("--set", s)])
 

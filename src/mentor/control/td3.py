@@ -6,10 +6,10 @@ Actor and twin critics 256-256 ReLU, Adam 3e-4, batch 256, γ 0.99, soft targets
 
 Same interface as `agent.Agent` (`replay`, `act`, `wants_random_action`, `train`, `state_dict`) so the training loop
 treats both alike. Actions are normalised to [−1, 1] (the environment wrapper rescales), where sfujim's code
-multiplies by `max_action`; identical for the symmetric MuJoCo action boxes. Departures: training starts once the
-buffer holds `start_steps` transitions and runs one update per step thereafter, as the reference `main.py`; the
-replay is the shared segment buffer with horizon 1 and no priorities, i.e. uniform over stored transitions, except
-that the last transition of a time-limit-truncated episode is never sampled (sfujim's buffer keeps it and bootstraps
+multiplies by `max_action`; identical for the symmetric MuJoCo action boxes. As the reference `main.py`, the first
+`start_steps` environment steps take uniform random actions and training (one update per step) starts with the next
+one. Departure: the replay is the shared segment buffer with horizon 1 and no priorities, i.e. uniform over stored
+transitions, except that the last transition of a time-limit-truncated episode is never sampled (sfujim's buffer keeps it and bootstraps
 from it; 1 transition in 1,000 on MuJoCo).
 """
 
@@ -88,7 +88,7 @@ class TD3:
         self.last_metrics: dict[str, float] = {}
 
     def wants_random_action(self) -> bool:
-        return self.replay.size < self.hp.start_steps
+        return self.replay.num_adds < self.hp.start_steps  # env steps taken so far (sfujim: t < start_timesteps)
 
     @torch.no_grad()
     def act(self, state: np.ndarray, explore: bool) -> np.ndarray:
@@ -99,7 +99,7 @@ class TD3:
 
     def train(self) -> None:
         hp = self.hp
-        if self.replay.size < hp.start_steps:
+        if self.replay.num_adds <= hp.start_steps:  # sfujim trains from the transition of step t = start_timesteps on
             return
         self.training_steps += 1
         state, action, next_state, reward_B1, not_done_B1 = self.replay.sample_nstep(1)
