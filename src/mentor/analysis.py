@@ -29,7 +29,9 @@ the early steps for this analysis. Initial weights: `--init MODEL`, else the run
 LoRA runs save adapters, not full weights: merge them first (not handled here).
 
 Outputs (default `RUN_DIR/analysis/updates/`): `updates.csv` (one row per checkpoint × tensor), `summary.md`
-(tables), `rel_norm.png`, `mass_share.png`, `lowrank.png`, `alignment.png`.
+(tables), `rel_norm.png`, `mass_share.png`, `lowrank.png`, `alignment.png`. With `--early STEP --rescale-out DIR`
+also the norm-rescaled early model W_0 + ΔW_early·‖ΔW_final‖_F/‖ΔW_early‖_F (per tensor) as a model directory, to
+evaluate with `mentor eval` (the paper's "10 % of training recovers ≈ 80 %" check).
 """
 
 from __future__ import annotations
@@ -365,11 +367,38 @@ def plot(summary: dict[str, Any], out: Path, ks=(1, 4, 16)) -> None:
 
 # ----------------------------------------------------------------------------- CLI
 
+def write_rescaled_model(init: dict[str, torch.Tensor], early: dict[str, torch.Tensor], final_dir: Path,
+                         out: Path) -> Path:
+    """Save W_0 + ΔW_early·‖ΔW_final‖/‖ΔW_early‖ (per tensor; `rescaled_early`) as an HF model directory, built on
+    the final checkpoint's config and tokenizer, for `mentor eval` (the paper's early lock-in check)."""
+    from transformers import AutoModelForCausalLM
+
+    from .models import load_tokenizer, save_model
+
+    model = AutoModelForCausalLM.from_pretrained(final_dir)
+    final = read_weights(final_dir)
+    new = {n: rescaled_early(init[n], early[n], final[n]) for n in final if n in init and n in early}
+    missing, unexpected = model.load_state_dict(new, strict=False)
+    if unexpected:
+        raise ValueError(f"rescaled weights do not fit the model: unexpected {unexpected[:3]}")
+    model.tie_weights()
+    return save_model(model, load_tokenizer(str(final_dir)), out)
+
+
 def analyze_updates(target: str | Path, *, init: str | None = None, out: str | Path | None = None, rank: int = 4,
-                    ks=(1, 4, 16), steps: list[int] | None = None) -> Path:
-    """Analyse a run directory (or one model directory with `init`); returns the output directory."""
+                    ks=(1, 4, 16), steps: list[int] | None = None, early: int | None = None,
+                    rescale_out: str | Path | None = None) -> Path:
+    """Analyse a run directory (or one model directory with `init`); returns the output directory. `early`
+    restricts the analysis to that checkpoint and the final one; `rescale_out` also writes the norm-rescaled
+    early model (needs `early`)."""
     target = Path(target)
     dirs = checkpoint_dirs(target)
+    if early is not None:
+        if early not in dirs:
+            raise ValueError(f"--early: no checkpoint for step {early} (have {sorted(dirs)})")
+        steps = sorted({early, max(dirs)})
+    elif rescale_out is not None:
+        raise ValueError("--rescale-out needs --early STEP (the checkpoint whose direction is rescaled)")
     if steps:
         missing = sorted(set(steps) - set(dirs))
         if missing:
@@ -385,12 +414,15 @@ def analyze_updates(target: str | Path, *, init: str | None = None, out: str | P
     summary = summarise(rows, ks)
     write_summary(summary, out / "summary.md", str(target), rank, ks)
     plot(summary, out, ks)
+    if rescale_out is not None:
+        path = write_rescaled_model(w0, states[early], dirs[max(dirs)], Path(rescale_out))
+        print(f"norm-rescaled step-{early} model: {path} (evaluate it with `mentor eval {path} ...`)")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """`mentor analyze updates RUN_DIR|MODEL_DIR [--init MODEL] [--rank R] [--topk 1,4,16] [--steps 1,2,4]
-    [--out DIR]`; argv starts with the sub-command ("updates")."""
+    [--early STEP [--rescale-out DIR]] [--out DIR]`; argv starts with the sub-command ("updates")."""
     p = argparse.ArgumentParser(prog="mentor analyze", description="parameter-dynamics diagnostics of training runs")
     sub = p.add_subparsers(dest="what", required=True)
     u = sub.add_parser("updates", help="per-module update norms, low-rank concentration, subspace alignment")
@@ -399,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--rank", type=int, default=4, help="r of the top-r singular subspaces compared (default 4)")
     u.add_argument("--topk", default="1,4,16", help="k values of the energy fractions E_k (default 1,4,16)")
     u.add_argument("--steps", help="comma-separated checkpoint steps to use (default: all)")
+    u.add_argument("--early", type=int, help="compare only this checkpoint step with the final one")
+    u.add_argument("--rescale-out", help="with --early: write W_0 + ΔW_early·‖ΔW_final‖/‖ΔW_early‖ here as a model")
     u.add_argument("--out", help="output directory (default RUN_DIR/analysis/updates)")
     args = p.parse_args(argv)
     try:
@@ -409,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rank < 1 or any(k < 1 for k in ks):
         p.error("--rank and --topk values must be >= 1")
     try:
-        out = analyze_updates(args.target, init=args.init, out=args.out, rank=args.rank, ks=ks, steps=steps)
+        out = analyze_updates(args.target, init=args.init, out=args.out, rank=args.rank, ks=ks, steps=steps,
+                              early=args.early, rescale_out=args.rescale_out)
     except (FileNotFoundError, ValueError) as e:
         print(f"mentor analyze updates: {e}")
         return 2

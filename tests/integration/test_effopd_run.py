@@ -94,13 +94,32 @@ def test_grpo_with_verifier_score(tmp_path):
 
 
 def test_analyze_updates_on_the_run(reference_run, tmp_path):
-    assert analyze_main(["updates", str(reference_run), "--out", str(tmp_path / "a"), "--rank", "2"]) == 0
+    from safetensors.torch import load_file
+
+    from mentor.analysis import read_weights
+    from mentor.models import build_tiny_model, build_tokenizer
+
+    out = tmp_path / "a"
+    assert analyze_main(["updates", str(reference_run), "--out", str(out), "--rank", "2", "--early", "2",
+                         "--rescale-out", str(tmp_path / "m")]) == 0
     for f in ("summary.md", "updates.csv", "rel_norm.png", "mass_share.png", "lowrank.png", "alignment.png"):
-        assert (tmp_path / "a" / f).stat().st_size > 0
-    rows = list(csv.DictReader(open(tmp_path / "a" / "updates.csv")))
+        assert (out / f).stat().st_size > 0
+    rows = list(csv.DictReader(open(out / "updates.csv")))
     assert sorted({int(r["step"]) for r in rows}) == [2, 4]
     final_q = [r for r in rows if r["step"] == "4" and r["name"] == "model.layers.0.self_attn.q_proj.weight"][0]
     assert float(final_q["S_left"]) == pytest.approx(1.0, abs=1e-9)  # the final update aligns with itself
     emb = [r for r in rows if r["name"] == "model.embed_tokens.weight"]
     assert all(float(r["rel_norm"]) > 0 for r in emb)  # trained by OPD (not by the extrapolation)
+
+    # the norm-rescaled early model: per tensor, the step-2 direction at the step-4 norm
+    w0 = build_tiny_model(build_tokenizer(), "100k", seed=0).state_dict()  # run.seed 0 rebuilds the start
+    early = read_weights(reference_run / "ckpt" / "step_2" / "model")
+    final = read_weights(reference_run / "ckpt" / "step_4" / "model")
+    got = load_file(str(tmp_path / "m" / "model.safetensors"))
+    for n in ("model.layers.1.mlp.down_proj.weight", "model.embed_tokens.weight"):
+        d_e, d_f, d = (x.double() - w0[n].double() for x in (early[n], final[n], got[n]))
+        assert float(d.norm()) == pytest.approx(float(d_f.norm()), rel=1e-5)
+        assert float(d.flatten() @ d_e.flatten()) / float(d.norm() * d_e.norm()) == pytest.approx(1.0, abs=1e-5)
+
     assert analyze_main(["updates", str(tmp_path / "nothing")]) == 2
+    assert analyze_main(["updates", str(reference_run), "--rescale-out", str(tmp_path / "x")]) == 2  # needs --early
