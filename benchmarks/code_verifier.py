@@ -4,8 +4,8 @@ Workloads (each verification = one candidate program against all of its tests, s
 included):
     trivial    ``print(int(input()) + 1)`` against 1 stdin/stdout case;
     realistic  the 13 fixture problems (`mentor/data/code_fixture.jsonl`: 6 stdin/stdout with 3-5 cases,
-               7 function-call assert programs with 3-7 asserts) with the reference solution and every mutant
-               (34 programs, 21 of them failing some tests), cycled to `--jobs`.
+               7 function-call assert programs with 3-7 asserts) with the reference solution and every mutant:
+               34 programs (21 of them fail some tests), each verified once.
 Modes: every isolation mode that works here ("bwrap", "unshare", "rlimits"). The baseline is an unsandboxed
 ``subprocess.run([python, "-c", program])`` per stdin/stdout case (what a naive verifier does: no isolation,
 no limits), at the same worker counts, for the trivial workload. Configurations interleave (each mode and
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -83,7 +84,8 @@ def main() -> None:
     args = ap.parse_args()
     modes = available_modes()
     real = realistic_jobs()
-    workloads = {"trivial": [TRIVIAL] * args.jobs, "realistic": [real[i % len(real)] for i in range(args.jobs)]}
+    workloads = {"trivial": [TRIVIAL] * args.jobs, "realistic": real}
+    load_before = os.getloadavg()
     rows = []
     t_start = time.time()
     for workload, jobs in workloads.items():
@@ -100,7 +102,8 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     meta = {"command": "nice -n 10 python benchmarks/code_verifier.py" + (f" --jobs {args.jobs}" if args.jobs != 24 else ""),
             "python": platform.python_version(), "machine": platform.machine(), "cpus": _cpus(),
-            "interpreters": modes, "total_seconds": round(time.time() - t_start, 1)}
+            "interpreters": modes, "total_seconds": round(time.time() - t_start, 1),
+            "load_average_1min": {"before": round(load_before[0], 1), "after": round(os.getloadavg()[0], 1)}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
@@ -109,13 +112,14 @@ def main() -> None:
 
 
 def _cpus() -> int:
-    import os
     return len(os.sched_getaffinity(0))
 
 
 def _markdown(meta: dict, rows: list[dict]) -> str:
-    lines = ["# Code verifier throughput", "", f"`{meta['command']}` — {meta['cpus']} CPUs (shared), Python "
-             f"{meta['python']} (sandboxed programs: {', '.join(sorted(set(meta['interpreters'].values())))}), "
+    load = meta["load_average_1min"]
+    lines = ["# Code verifier throughput", "", f"`{meta['command']}` — {meta['cpus']} CPUs shared with other jobs "
+             f"(1-minute load average {load['before']} before, {load['after']} after), Python {meta['python']} "
+             f"(sandboxed programs: {', '.join(sorted(set(meta['interpreters'].values())))}), "
              f"{meta['total_seconds']} s in all.", "",
              "Verifications per second (one candidate against all its tests, sandbox start and clean-up included); "
              "ratio = 2 workers / 1 worker.", "",
@@ -133,9 +137,9 @@ def _markdown(meta: dict, rows: list[dict]) -> str:
                   + ", ".join(f"{m} {base[1]['per_second'] / by[('trivial', m, 1)]['per_second']:.1f}x"
                               for m in meta["interpreters"]) + "."]
     errors = sum(r.get("sandbox_errors", 0) for r in rows)
-    lines += ["", f"Sandbox errors: {errors}. Realistic workload: {by[('realistic', next(iter(meta['interpreters'])), 1)]['passed']}"
-              f" of {by[('realistic', next(iter(meta['interpreters'])), 1)]['verifications']} programs pass (references; "
-              "mutants fail by design).", ""]
+    first = by[("realistic", next(iter(meta["interpreters"])), 1)]
+    lines += ["", f"Sandbox errors: {errors}. Realistic workload: {first['passed']} of {first['verifications']} programs "
+              f"pass (the references; mutants fail by design), {first['tests_run']} tests in all.", ""]
     return "\n".join(lines)
 
 

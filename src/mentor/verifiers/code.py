@@ -280,24 +280,30 @@ def run_tests(program: str, tests: Any, *, entry_point: str | None = None, limit
     try:
         with Sandbox(program, kind, entry_point=entry_point, limits=limits, isolation=mode,
                      python=interpreter, _probe=True) as box:
-            hello = box.hello
-            status = hello.get("status")
-            if status == "syntax_error":
-                return _all_fail(n, "syntax_error", str(hello.get("error", ""))[:500], mode, start)
-            if status == "load_error":
-                reason = "memory" if hello.get("memory") else "runtime_error"
-                return _all_fail(n, reason, f"program failed at import: {hello.get('error', '')}"[:500], mode, start)
-            if status == "start_timeout":
-                return _all_fail(n, "timeout", "program did not finish loading in time", mode, start)
-            if status != "ready":
-                raise SandboxError(f"sandbox did not start ({mode}): {hello}")
-            deadline = start + total_timeout
-            if kind == "run":
-                return _run_stdio(box, spec, float_tol, deadline, mode, start)
-            return _run_asserts(box, spec, entry_point, interpreter, limits, deadline, mode, start)
-    except SandboxError as e:
-        log.warning("code verifier: %s", e)
-        return _all_fail(n, "sandbox_error", str(e)[:300], mode, start)
+            result = _verdicts(box, spec, n, entry_point, interpreter, limits, float_tol, start + total_timeout,
+                               mode, start)
+    except (SandboxError, OSError) as e:  # the machinery failed, not the program: fail, never pass
+        log.warning("code verifier: %s: %s", type(e).__name__, e)
+        return _all_fail(n, "sandbox_error", f"{type(e).__name__}: {e}"[:300], mode, start)
+    return replace(result, wall_time=time.monotonic() - start)  # clean-up included
+
+
+def _verdicts(box: Sandbox, spec, n: int, entry_point, interpreter, limits: Limits, float_tol, deadline, mode,
+              start) -> CodeResult:
+    hello = box.hello
+    status = hello.get("status")
+    if status == "syntax_error":
+        return _all_fail(n, "syntax_error", str(hello.get("error", ""))[:500], mode, start)
+    if status == "load_error":
+        reason = "memory" if hello.get("memory") else "runtime_error"
+        return _all_fail(n, reason, f"program failed at import: {hello.get('error', '')}"[:500], mode, start)
+    if status == "start_timeout":
+        return _all_fail(n, "timeout", "program did not finish loading in time", mode, start)
+    if status != "ready":
+        raise SandboxError(f"sandbox did not start ({mode}): {hello}")
+    if isinstance(spec, AssertTests):
+        return _run_asserts(box, spec, entry_point, interpreter, limits, deadline, mode, start)
+    return _run_stdio(box, spec, float_tol, deadline, mode, start)
 
 
 def _run_stdio(box: Sandbox, cases: tuple[StdioTest, ...], float_tol, deadline, mode, start) -> CodeResult:
@@ -322,7 +328,10 @@ def _run_asserts(box: Sandbox, spec: AssertTests, entry_point, interpreter, limi
     """Relay between the trusted harness (which runs the assert program) and the sandbox (which runs calls)."""
     outcomes: list[TestOutcome] = []
     dead: dict | None = None  # once the sandbox stops answering, every further call fails the same way
-    harness = Harness(spec.program, entry_point, interpreter, limits)
+    try:
+        harness = Harness(spec.program, entry_point, interpreter, limits)
+    except (ChannelTimeout, ChannelClosed) as e:
+        raise SandboxError(f"the assert harness did not start: {e!r}") from None
     abort = None
     try:
         while True:
@@ -346,7 +355,10 @@ def _run_asserts(box: Sandbox, spec: AssertTests, entry_point, interpreter, limi
                     except (ChannelTimeout, ChannelClosed) as e:
                         reason = "timeout" if isinstance(e, ChannelTimeout) else "runtime_error"
                         reply = dead = {"status": "fail", "reason": reason, "error": "the sandbox stopped answering"}
-                harness.send(reply, time.monotonic() + limits.startup_timeout)
+                try:
+                    harness.send(reply, time.monotonic() + limits.startup_timeout)
+                except (ChannelTimeout, ChannelClosed) as e:
+                    raise SandboxError(f"the assert harness stopped reading: {e!r}") from None
             elif msg["op"] == "assert":
                 outcomes.append(TestOutcome(len(outcomes), msg["passed"], msg["reason"], msg["detail"]))
             elif msg["op"] == "done":

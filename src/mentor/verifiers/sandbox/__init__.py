@@ -4,9 +4,10 @@ Three modes, best first; `available_modes()` probes each once per process (by re
 in it) and `resolve_mode("auto")` picks the best that works:
 
 ==========  ============================================================================================
-``bwrap``   bubblewrap, started as the sandbox uid: new user, pid, net, ipc, uts and cgroup namespaces; a
-            root file system holding only /usr (and /bin, /lib*), the interpreter, /proc, a minimal /dev, a
-            size-capped tmpfs /tmp and the work directory; no further user namespaces; ``--die-with-parent``.
+``bwrap``   bubblewrap, started as the sandbox uid (setpriv): new user, pid, net, ipc, uts and cgroup
+            namespaces; a root file system holding only /usr (and /bin, /lib*), the interpreter, /proc, a
+            minimal /dev, a size-capped tmpfs /tmp and the work directory; no further user namespaces;
+            ``--die-with-parent``; the runner is the namespace's pid 1 (``--as-pid-1``).
 ``unshare`` util-linux ``unshare`` as root (no bubblewrap): new mount, pid, net, ipc and uts namespaces; the
             runner builds the view itself (size-capped tmpfs over /tmp, /var/tmp, /dev/shm, /run/lock,
             /root, /home; the work directory bound back; every other mount read-only), then drops to the
@@ -26,11 +27,12 @@ would count all of the user's processes); a new session and process group.
 Sandbox uids: when the verifier runs as root, each live sandbox gets its own uid from a range no account
 uses (3,000,000 + slot, checked against the uid map and the password database), claimed with an `flock`
 so that concurrent runs, threads or processes never share one. That makes cleanup exact: after a run the
-parent SIGKILLs the process group, then kills and waits out every process that still has the slot's uid
-(``kill -9 -1`` as that uid, which reaches daemons that left the session), and only then frees the slot.
-With a pid namespace (bwrap, unshare) the kernel already kills the whole namespace when its first process
-dies; the uid sweep is the check. Without root there is no uid to sweep: bwrap's pid namespace still
-catches daemons, plain rlimits cannot (said in the result's `isolation`).
+parent asks the runner to exit (it kills the rest of its sandbox first), SIGKILLs whatever is left of the
+slot's uid (which reaches daemons that left the session) and the process group, checks in /proc that no
+live process of that uid remains, and only then frees the slot. With a pid namespace (bwrap, unshare) the
+kernel already kills the whole namespace when its first process dies (the runner is that process: bwrap
+runs with ``--as-pid-1``, so no namespace init is ever orphaned); the uid sweep is the check. Without root
+there is no uid to sweep: bwrap's pid namespace still catches daemons, plain rlimits cannot.
 """
 
 from __future__ import annotations
@@ -128,9 +130,11 @@ BOOT = ("import os, marshal\n"
 @functools.lru_cache(maxsize=None)
 def _bytecode(name: str, python: str) -> bytes:
     """`_source(name)` compiled by `python` itself (bytecode is version-specific), marshalled."""
-    out = subprocess.run([python, "-I", "-S", "-c", "import marshal, sys\n"
-                          "sys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.read(), '<mentor-" + name + ">', 'exec')))"],
-                         input=_source(name).encode(), capture_output=True, timeout=60, check=True)
+    compiler = ("import marshal, sys\n"
+                f"code = compile(sys.stdin.read(), '<mentor-{name}>', 'exec')\n"
+                "sys.stdout.buffer.write(marshal.dumps(code))")
+    out = subprocess.run([python, "-I", "-S", "-c", compiler], input=_source(name).encode(), capture_output=True,
+                         timeout=60, check=True)
     return out.stdout
 
 
@@ -318,8 +322,8 @@ def _interpreters(python: str | None) -> list[str]:
 
 
 def _bwrap_command(python: str, workdir: str, limits: Limits) -> list[str]:
-    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1",
-           "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
+    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+           "--as-pid-1", "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             cmd += ["--symlink", os.readlink(top), top]
@@ -409,8 +413,8 @@ class Sandbox:
         deadline = time.monotonic() + lim.startup_timeout
         try:
             code = _bytecode("runner", self.python)
-            write_all(self.proc.stdin.fileno(), _frame(code) + _frame(marshal.dumps({"cfg": cfg, "program": self.program}, 4)),
-                      deadline)
+            job = marshal.dumps({"cfg": cfg, "program": self.program}, 4)
+            write_all(self.proc.stdin.fileno(), _frame(code) + _frame(job), deadline)
             self.hello = _checked_hello(self.reader.read(deadline, 1 << 16))
             if self.hello["status"] == "loading":  # "call": the candidate's top level runs now
                 self.hello = {"status": "load_error", "memory": False, "error": "the program ended while loading"}
@@ -471,7 +475,13 @@ class Sandbox:
                     except OSError:
                         pass
             if self.slot is not None and self.slot.uid is not None:
-                kill_uid(self.slot.uid)
+                try:
+                    kill_uid(self.slot.uid)
+                except SandboxError:
+                    log.error("sandbox uid %s keeps live processes; it stays claimed until this process ends",
+                              self.slot.uid)
+                    self.slot = None  # never released: its flock lives on in the leaked descriptor
+                    raise
         finally:
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)

@@ -23,8 +23,8 @@ trusted parent from expected values that never enter the sandbox (see ``mentor/v
 
 In ``rlimits`` mode (as root) it starts as root and first drops to the sandbox uid, so that the parent
 can start it with vfork (Python's subprocess cannot vfork when asked to change uid; forking a trainer
-with torch loaded costs tens of milliseconds). In ``unshare`` mode the runner starts as root inside fresh mount/pid/net/ipc/uts namespaces and first
-builds the file-system view itself: size-capped tmpfs over /tmp, /var/tmp, /dev/shm, /run/lock, /root
+with torch loaded costs tens of milliseconds). In ``unshare`` mode the runner starts as root inside fresh
+mount/pid/net/ipc/uts namespaces and first builds the file-system view itself: size-capped tmpfs over /tmp, /var/tmp, /dev/shm, /run/lock, /root
 and /home; the work directory bound back read-write; every other mount remounted read-only; then it drops
 to the sandbox uid/gid with no supplementary groups and sets ``no_new_privs``.
 """
