@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import torch
+from torch.autograd.function import once_differentiable
 
 Aggregation = Literal["seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm", "token_mean"]
 AGGREGATIONS = ("seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm", "token_mean")
@@ -126,6 +127,7 @@ class _ChunkedRows(torch.autograd.Function):
         return tuple(outs)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, *grad_outputs):
         inputs = ctx.saved_tensors
         needs = ctx.needs_input_grad[3:]
@@ -173,6 +175,7 @@ class _LogProbEntropy(torch.autograd.Function):
         return (logprobs, entropy) if with_entropy else logprobs
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_logprobs, grad_entropy=None):
         logits, tokens, lse_BT, entropy = ctx.saved_tensors
         padded = ctx.vocab_size is not None and ctx.vocab_size < logits.shape[-1]
