@@ -26,8 +26,8 @@ import pytest
 
 from mentor.tasks.data import load_rows
 from mentor.verifiers import score as dispatch_score
-from mentor.verifiers.code import (CodeVerifierPool, fixture_path, load_code_rows, run_tests, verify,
-                                   with_limits)
+from mentor.verifiers.code import (CodeVerifierPool, fixture_path, load_code_rows, run_tests, score_batch,
+                                   verify, with_limits)
 from mentor.verifiers.sandbox import UID_BASE, UID_SLOTS, available_modes, pids_of_uid
 from mentor.verifiers.sandbox import harness as harness_module
 
@@ -245,13 +245,23 @@ def test_secrets_never_reach_the_program(mode):
     assert "blocked" in results["read_secret_file"].detail and "blocked" in results["read_etc_shadow"].detail
 
 
+def _has_cap_sys_admin() -> bool:
+    with open("/proc/self/status") as f:
+        cap_eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    return bool(cap_eff >> 21 & 1)  # CAP_SYS_ADMIN = 21
+
+
 def test_isolation_modes_available():
-    """As root, the fallback works (unshare, rlimits); bubblewrap works wherever its binary is installed."""
+    """Every mode this machine can support is found working, so no namespaced case is silently left out:
+    rlimits always; unshare as root with CAP_SYS_ADMIN; bwrap wherever it is installed and user namespaces
+    are allowed."""
     modes = available_modes()
     assert "rlimits" in modes
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and _has_cap_sys_admin() and shutil.which("unshare"):
         assert "unshare" in modes
-    if shutil.which("bwrap"):
+    with open("/proc/sys/user/max_user_namespaces") as f:
+        userns = int(f.read()) > 0
+    if shutil.which("bwrap") and userns and (os.geteuid() != 0 or shutil.which("setpriv")):
         assert "bwrap" in modes
 
 
@@ -322,6 +332,8 @@ def test_generic_loader_and_dispatch_use_the_code_verifier():
     assert prompt.verifier == "code"
     assert verify(row["solution"], prompt) == 1.0
     assert dispatch_score(row["mutants"][0], prompt) == pytest.approx(1 / 4, abs=1e-12)
+    # the batch entry point for training loops: same rewards, verified in parallel
+    assert score_batch([row["solution"], row["mutants"][0]], [prompt, prompt]) == pytest.approx([1.0, 0.25], abs=1e-12)
 
 
 def test_reasons_for_ordinary_failures():

@@ -65,8 +65,10 @@ import ast
 import json
 import logging
 import math
+import os
 import re
 import signal
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -421,6 +423,19 @@ def verify(completion: str, prompt: Prompt) -> float:
 
 
 score = verify  # the name `mentor.verifiers.VERIFIERS["code"]` looks for first
+
+_DEFAULT_POOL: CodeVerifierPool | None = None
+_DEFAULT_POOL_LOCK = threading.Lock()
+
+
+def score_batch(completions: Sequence[str], prompts: Sequence[Prompt], workers: int | None = None) -> list[float]:
+    """Rewards for a batch, verified in parallel on a process-wide pool (``min(8, CPUs)`` workers unless
+    `workers` is given the first time): what a training loop should call instead of `verify` per rollout."""
+    global _DEFAULT_POOL
+    with _DEFAULT_POOL_LOCK:
+        if _DEFAULT_POOL is None:
+            _DEFAULT_POOL = CodeVerifierPool(workers or min(8, len(os.sched_getaffinity(0))))
+    return _DEFAULT_POOL.verify_batch(completions, prompts)
 
 
 def code_prompt(row: dict, index: int = 0, source: str = "") -> Prompt:
