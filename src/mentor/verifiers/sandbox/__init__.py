@@ -13,9 +13,10 @@ in it) and `resolve_mode("auto")` picks the best that works:
             /root, /home; the work directory bound back; every other mount read-only), then drops to the
             sandbox uid with no groups and ``no_new_privs``.
 ``rlimits`` no namespaces: rlimits, a new session, the sandbox uid when root. Guarantees only what the
-            uid and rlimits give: **no network isolation**, and the program can write wherever the uid
-            may (world-writable /tmp) and read world-readable files. Not for untrusted code; the verifier
-            logs a warning when it falls back to it.
+            uid and rlimits give: **no network isolation**, the program can read world-readable files and
+            write wherever the uid may (world-writable /tmp, /var/tmp, /dev/shm: what it leaves directly
+            there is deleted after the run, as root). Not for untrusted code; the verifier logs a warning
+            when it falls back to it.
 ==========  ============================================================================================
 
 In every mode: one fresh work directory (mode 0700, owned by the sandbox uid) per candidate; the
@@ -163,9 +164,14 @@ def _uid_base() -> int | None:
 
 
 class UidSlot:
-    """An exclusive sandbox uid (root only), claimed with a non-blocking flock on a per-uid lock file."""
+    """An exclusive sandbox uid (root only), claimed with a non-blocking flock on a per-uid lock file.
+
+    Slots rotate (round robin from the last one handed out) and a uid that still owns any process, zombies
+    included, is skipped: orphans of a run without a pid namespace (rlimits mode) are reaped by the host's
+    init, maybe late, and until then they count against the next run's RLIMIT_NPROC."""
 
     _lock = threading.Lock()
+    _next = 0
 
     def __init__(self):
         self.uid: int | None = None
@@ -175,9 +181,11 @@ class UidSlot:
             return
         lock_dir = _state_dir() / "uids"
         lock_dir.mkdir(mode=0o700, exist_ok=True)
+        busy = uids_with_processes(base, base + UID_SLOTS)
         with UidSlot._lock:
-            for uid in range(base, base + UID_SLOTS):
-                if _uid_is_account(uid):
+            for k in range(UID_SLOTS):
+                uid = base + (UidSlot._next + k) % UID_SLOTS
+                if uid in busy or _uid_is_account(uid):
                     continue
                 fd = os.open(lock_dir / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
                 try:
@@ -186,6 +194,7 @@ class UidSlot:
                     os.close(fd)
                     continue
                 self.uid, self._fd = uid, fd
+                UidSlot._next = (uid - base + 1) % UID_SLOTS
                 return
         raise SandboxError(f"all {UID_SLOTS} sandbox uids from {base} are in use")
 
@@ -214,6 +223,24 @@ def _state_dir() -> Path:
         raise SandboxError(f"{path} exists and is not a directory owned by uid {os.geteuid()}")
     os.chmod(path, 0o711)
     return path
+
+
+def uids_with_processes(low: int, high: int) -> set[int]:
+    """Uids in [low, high) that own a process, zombies included (real, effective or saved uid)."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as f:
+                status = f.read(2048)
+        except OSError:
+            continue
+        start = status.find(b"\nUid:")
+        if start >= 0:
+            found.update(u for u in map(int, status[start + 5:status.find(b"\n", start + 1)].split()[:3])
+                         if low <= u < high)
+    return found
 
 
 def pids_of_uid(uid: int) -> list[int]:
@@ -251,6 +278,32 @@ def kill_uid(uid: int, timeout: float = 5.0, spare: int | None = None) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.001)
+
+
+SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def remove_files_of_uid(uid: int, dirs: tuple[str, ...] = SHARED_WRITABLE) -> list[str]:
+    """Delete what `uid` left directly in the world-writable directories (rlimits mode has no private /tmp;
+    the uid is about to be reused). Returns the removed paths."""
+    removed = []
+    for d in dirs:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed.append(entry.path)
+            except OSError:
+                continue
+    return removed
 
 
 # ----------------------------------------------------------------------------- line channel
@@ -482,6 +535,8 @@ class Sandbox:
                               self.slot.uid)
                     self.slot = None  # never released: its flock lives on in the leaked descriptor
                     raise
+                if self.mode == "rlimits":
+                    remove_files_of_uid(self.slot.uid)
         finally:
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
