@@ -11,8 +11,9 @@
 | code  | `mentor.verifiers.code` (lazy) | sandboxed execution of the model's code against `prompt.answer` (the tests) |
 
 The "code" slot: `mentor.verifiers.code` is imported on first use (it is written separately and may pull in
-sandboxing machinery). It must expose ``score(completion: str, prompt: Prompt) -> float`` in [0, 1] (partial
-credit allowed) or, failing that, ``verify(completion: str, prompt: Prompt) -> bool``.
+sandboxing machinery). It must expose ``score(completion: str, prompt: Prompt)`` or, failing that,
+``verify(completion: str, prompt: Prompt)``, returning a float in [0, 1] (partial credit allowed: the fraction of
+tests passed) or a bool.
 """
 
 from __future__ import annotations
