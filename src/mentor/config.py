@@ -143,7 +143,8 @@ class RLConfig:
     overlong_filter: bool = False  # truncated samples get loss mask 0
     lpo_tau: str | float = "std"  # LPO temperature rule: std | one | mean | a float
     lpo_identical_groups: Literal["mask", "project"] = "mask"
-    selector: Literal["uniform", "dynamic"] | None = None  # default: dynamic for dapo, else uniform
+    selector: str | None = None  # uniform | dynamic | ... (`mentor.selection.SELECTORS`); default: dynamic for dapo, else uniform
+    selector_args: dict[str, Any] = field(default_factory=dict)  # the selector's own settings (its dataclass's fields)
     dynamic_max_rounds: int = 4  # dynamic sampling: sampling rounds per step at most
     dynamic_oversample: float = 2.0  # dynamic sampling: prompts drawn per round = oversample x batch
     dynamic_on_exhaust: Literal["train_partial", "error"] = "train_partial"

@@ -75,6 +75,10 @@ def resolve(algo: str, rl: RLConfig) -> Resolved:
         raise ConfigError(f"rl.lpo_tau: {rl.lpo_tau!r} is not allowed; choose 'std', 'one', 'mean' or a positive number")
     if not isinstance(rl.lpo_tau, str) and rl.lpo_tau <= 0:
         raise ConfigError(f"rl.lpo_tau: must be positive, got {rl.lpo_tau}")
+    from .selection import SELECTORS
+
+    if rl.selector is not None and rl.selector not in SELECTORS:
+        raise ConfigError(f"rl.selector: {rl.selector!r} is not allowed; choose one of {sorted(SELECTORS)}")
     if rl.dual_clip_c is not None and rl.dual_clip_c <= 1:
         raise ConfigError(f"rl.dual_clip_c: must be > 1 (or null), got {rl.dual_clip_c}")
     if obj.listwise and rl.aggregation is not None:

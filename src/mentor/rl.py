@@ -90,7 +90,8 @@ class RLStepper:
             raise ConfigError("rl.lpo_tau=mean needs rewards in [0, 1] (binary verifiers)")
         self.pool = self._fit_to_context(pool)
         self.selector = SELECTORS[self.obj.selector](self.pool, seed=cfg.run.seed, max_rounds=rl.dynamic_max_rounds,
-                                                     oversample=rl.dynamic_oversample, on_exhaust=rl.dynamic_on_exhaust)
+                                                     oversample=rl.dynamic_oversample, on_exhaust=rl.dynamic_on_exhaust,
+                                                     args=rl.selector_args)
         self.sampler = HFSampler(model, tokenizer, cfg.sampling)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed + 1)
         self.reference = self._load_reference() if rl.kl_coef > 0 else None
@@ -173,18 +174,19 @@ class RLStepper:
         times: dict[str, float] = {}
         t0 = time.perf_counter()
         metrics: dict[str, Any] = {}
-        if obj.selector == "dynamic":
-            groups, dm = self.selector.fill(B, self.sample_and_score, lambda g: g.rewards)
+        if hasattr(self.selector, "fill"):  # selectors that sample themselves (DAPO dynamic sampling)
+            groups, dm, seen = self.selector.fill(B, self.sample_and_score, lambda g: g.rewards)
             metrics.update(dm)
             times["sample"] = time.perf_counter() - t0
         else:
             prompts = self.selector.select(B)
             times["select"] = time.perf_counter() - t0
-            groups = self.sample_and_score(prompts)
+            groups = seen = self.sample_and_score(prompts)
             times["sample"] = time.perf_counter() - t0 - times["select"]
         from .selection import Observation
 
-        self.selector.update([Observation(g.prompt.id, sum(g.correct), len(g.correct), step) for g in groups])
+        # every sampled group, kept or dropped, so that selectors learn from all rollouts (selection.md R1)
+        self.selector.update([Observation(g.prompt.id, sum(g.correct), len(g.correct), step) for g in seen])
         if not groups:
             return {**metrics, "skipped_empty_batch": 1.0, **{f"time/{k}": v for k, v in times.items()}}
 
@@ -283,14 +285,13 @@ class RLStepper:
 
     def _normaliser(self, mb: TrainBatch, G: int) -> float:
         if self.obj.objective.listwise:
-            r = mb.extras["rewards"].reshape(-1, G)
-            return float((r.max(1).values > r.min(1).values).sum()) if self.cfg.rl.lpo_identical_groups == "mask" else float(r.shape[0])
+            return float(losses.lpo_normaliser(mb.extras["rewards"].reshape(-1, G), self.cfg.rl.lpo_identical_groups))
         return float(losses.loss_normaliser(mb.loss_mask, self.obj.aggregation, L_norm=self.cfg.sampling.max_new_tokens))
 
     def _loss(self, model, mb: TrainBatch, normaliser: float):
         rl, T = self.cfg.rl, self.cfg.sampling.temperature
-        need_entropy = True
-        lp, ent = token_logprobs(model, mb, T, with_entropy=need_entropy)
+        logits_BTV = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
+        lp, ent = losses.gather_logprobs(logits_BTV, mb.input_ids[:, 1:], temperature=T, with_entropy=True)
         samp = mb.extras["sampler_logprobs"]
         if self.obj.objective.listwise:
             G = self.obj.group_size
@@ -303,7 +304,7 @@ class RLStepper:
         old = mb.old_logprobs if mb.old_logprobs is not None else lp.detach()
         if self.obj.objective.distill:
             if self.cfg.distill.estimator != "sampled":
-                return self._distill_direct_loss(model, mb, lp, ent, normaliser)
+                return self._distill_direct_loss(logits_BTV, mb, lp, ent, normaliser)
             adv = self._distill_advantages(mb, old)
         else:
             adv = mb.advantages[:, None].expand_as(lp)
@@ -328,10 +329,9 @@ class RLStepper:
                 lam, mask=mb.loss_mask[rows], discount=d.discount or None)
         return d.kl_penalty_coef * adv
 
-    def _distill_direct_loss(self, model, mb: TrainBatch, lp, ent, normaliser):
+    def _distill_direct_loss(self, logits_BTV, mb: TrainBatch, lp, ent, normaliser):
         """`topk` / `full` estimators: a supervised per-token loss against the routed teacher's logits."""
         d = self.cfg.distill
-        logits_BTV = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
         routes = mb.extras["route"].tolist()
         per_token = torch.zeros_like(lp)
         for idx, (name, t) in enumerate(self.scorer.teachers.items()):

@@ -125,7 +125,7 @@ class TeacherScorer:
         for i in range(0, len(rows), micro_batch_size):
             ix = torch.tensor(rows[i : i + micro_batch_size], device=batch.input_ids.device)
             logits = model(input_ids=batch.input_ids[ix], attention_mask=batch.attention_mask[ix]).logits[:, :-1]
-            out[i : i + len(ix)] = losses.gather_logprobs(logits.float(), batch.input_ids[ix][:, 1:])
+            out[i : i + len(ix)] = losses.gather_logprobs(logits, batch.input_ids[ix][:, 1:])
         return out
 
     def score(self, batch: TrainBatch, routes: list[str], micro_batch_size: int) -> dict[str, torch.Tensor]:

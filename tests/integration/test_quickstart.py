@@ -7,7 +7,7 @@ def test_quickstart_fast_runs_every_stage(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--fast", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for stage in ("teacher SFT", "teacher GRPO", "student SFT", "on-policy distillation"):
+    for stage in ("teacher SFT", "teacher GRPO", "student SFT", "student GRPO", "on-policy distillation"):
         assert stage in printed
     assert (out / "summary.md").exists() and (out / "quickstart.png").exists()
     assert (out / "opd" / "final" / "config.json").exists() and (out / "opd" / "report.md").exists()

@@ -67,3 +67,15 @@ def test_prompts_longer_than_the_context_are_dropped_with_a_log_line(tmp_path, c
                       ["algo=grpo", "rl.group_size=2", "data.task=null", f"data.path={data}", "data.num_eval=0",
                        f"run.out_dir={tmp_path / 'r'}", "run.steps=1"]))
     assert "dropped 1 of" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("estimator", ["topk", "full"])
+def test_direct_distillation_estimators_run(tmp_path, estimator):
+    from mentor.models import build_tiny_model, build_tokenizer, save_model
+
+    tok = build_tokenizer()
+    teacher = save_model(build_tiny_model(tok, "100k", seed=5), tok, tmp_path / "teacher")
+    train(load_config(None, BASE + ["algo=opd", f"distill.teacher={teacher}", f"distill.estimator={estimator}",
+                                    "distill.topk=8", f"run.out_dir={tmp_path / 'r'}"]))
+    rec = read_jsonl(tmp_path / "r" / "metrics.jsonl")[-1]
+    assert rec["distill_loss"] > 0 and math.isfinite(rec["grad_norm"])

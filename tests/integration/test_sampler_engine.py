@@ -51,13 +51,25 @@ def hf_greedy(model, prompts, max_new_tokens, eos):
     return [r[:r.index(eos) + 1] if eos in r else r for r in rows]
 
 
-def teacher_forced_logprobs(model, prompt, completion, temperature=1.0, vocab_size=None, **trunc):
-    """Reference: one unpadded forward over prompt + completion, log_softmax(logits / T) at the completion."""
-    ids = torch.tensor([prompt + completion])
+def teacher_forced_logprobs(model, prompts, outs, temperature=1.0, vocab_size=None, **trunc):
+    """Reference: one forward over the right-padded rows prompt + completion (right padding cannot change a causal
+    model's earlier positions, and every row starts at position 0), then log_softmax(logits / T) at each
+    completion token. Returns one tensor per row."""
+    seqs = [p + o.completion_ids for p, o in zip(prompts, outs)]
+    ids = torch.tensor([s + [0] * (max(map(len, seqs)) - len(s)) for s in seqs])
     with torch.no_grad():
-        logits = model(ids).logits[0, len(prompt) - 1:-1]
-    logp = sampling_logprobs(logits, temperature=temperature, vocab_size=vocab_size, **trunc)
-    return logp.gather(1, torch.tensor(completion)[:, None])[:, 0]
+        logits = model(ids).logits
+    refs = []
+    for row, (p, o) in enumerate(zip(prompts, outs)):
+        logp = sampling_logprobs(logits[row, len(p) - 1:len(p) - 1 + len(o.completion_ids)],
+                                 temperature=temperature, vocab_size=vocab_size, **trunc)
+        refs.append(logp.gather(1, torch.tensor(o.completion_ids)[:, None])[:, 0])
+    return refs
+
+
+def assert_logprobs_match(outs, refs):
+    for o, ref in zip(outs, refs):
+        torch.testing.assert_close(torch.tensor(o.logprobs), ref, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -66,9 +78,7 @@ def test_greedy_equals_generate_token_for_token(llama, engine):
     outs = sample(llama, PROMPTS, eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id, max_new_tokens=24,
                   greedy=True, engine=engine)
     assert [o.completion_ids for o in outs] == expected
-    for p, o in zip(PROMPTS, outs):  # greedy log-probs are those of the temperature-1 softmax
-        torch.testing.assert_close(torch.tensor(o.logprobs), teacher_forced_logprobs(llama, p, o.completion_ids),
-                                   atol=1e-4, rtol=0)
+    assert_logprobs_match(outs, teacher_forced_logprobs(llama, PROMPTS, outs))  # temperature-1 log-probs
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -81,12 +91,12 @@ def test_sampled_logprobs_equal_teacher_forced_forward(llama, engine, trunc):
                   **trunc)
     reasons = {o.finish_reason for o in outs}
     assert reasons == {"stop", "length"}
-    for p, o in zip(prompts, outs):
+    for o in outs:
         assert len(o.logprobs) == len(o.completion_ids) >= 1
         assert (o.completion_ids[-1] in eos) == (o.finish_reason == "stop")
         assert not any(i in eos for i in o.completion_ids[:-1])
-        ref = teacher_forced_logprobs(llama, p, o.completion_ids, temperature=0.7, vocab_size=len(TOK), **trunc)
-        torch.testing.assert_close(torch.tensor(o.logprobs), ref, atol=1e-4, rtol=0)
+    assert_logprobs_match(outs, teacher_forced_logprobs(llama, prompts, outs, temperature=0.7, vocab_size=len(TOK),
+                                                        **trunc))
 
 
 def test_engines_draw_the_same_samples_from_the_same_seed(llama):
@@ -151,9 +161,7 @@ def test_fast_path_matches_generate_on_other_layouts(make):
     assert [o.completion_ids for o in outs] == expected
     sampled = sample(model, PROMPTS, eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id,
                      max_new_tokens=16, generator=torch.Generator().manual_seed(1), engine="fast")
-    for p, o in zip(PROMPTS, sampled):
-        torch.testing.assert_close(torch.tensor(o.logprobs), teacher_forced_logprobs(model, p, o.completion_ids),
-                                   atol=1e-4, rtol=0)
+    assert_logprobs_match(sampled, teacher_forced_logprobs(model, PROMPTS, sampled))
 
 
 def test_unsupported_layouts_fall_back_or_fail_clearly():

@@ -29,7 +29,8 @@ def test_dynamic_sampling_drops_degenerate_groups_and_counts_spent_rollouts():
         return [(p, [1.0, 1.0] if int(p.id) % 2 == 0 else [1.0, 0.0]) for p in prompts]
 
     d = DynamicSampling(POOL, seed=0, max_rounds=10, oversample=1.0)  # 5 odd ids: 4 are always found within 5 rounds
-    kept, m = d.fill(4, sample_and_score, lambda g: g[1])
+    kept, m, seen = d.fill(4, sample_and_score, lambda g: g[1])
+    assert len(seen) == m["dynamic/groups_drawn"]
     assert len(kept) == 4 and all(int(p.id) % 2 == 1 for p, _ in kept)
     # Round 1 draws 4 prompts, round 2 the missing count, ... each rollout (2 per group) counts as spent.
     assert m["dynamic/rollouts_spent"] == 2 * m["dynamic/groups_drawn"]
@@ -41,5 +42,5 @@ def test_dynamic_sampling_exhaustion():
     with pytest.raises(RuntimeError, match="only 0 of 3 informative groups after 2 rounds"):
         d.fill(3, lambda ps: [(p, [0.0, 0.0]) for p in ps], lambda g: g[1])
     d = DynamicSampling(POOL, max_rounds=2, oversample=1.0)
-    kept, m = d.fill(3, lambda ps: [(p, [0.0, 0.0]) for p in ps], lambda g: g[1])
+    kept, m, _ = d.fill(3, lambda ps: [(p, [0.0, 0.0]) for p in ps], lambda g: g[1])
     assert kept == [] and m["dynamic/rounds"] == 2 and m["dynamic/rollouts_spent"] == 12

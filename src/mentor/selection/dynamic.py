@@ -37,13 +37,15 @@ class DynamicSampling:
         return self.inner.select(n)
 
     def fill(self, n: int, sample_and_score: Callable[[list[Prompt]], list[Any]], rewards_of: Callable[[Any], Sequence[float]]):
-        """Run the DAPO loop: returns (kept groups, metrics). `sample_and_score(prompts)` returns one group per
-        prompt; `rewards_of(group)` its rewards."""
-        kept, spent, drawn, rounds = [], 0, 0, 0
+        """Run the DAPO loop: returns (kept groups, metrics, every sampled group). `sample_and_score(prompts)`
+        returns one group per prompt; `rewards_of(group)` its rewards. All sampled groups are returned so that
+        outcome-learning selectors can `update` on dropped groups too."""
+        kept, seen, spent, drawn, rounds = [], [], 0, 0, 0
         while len(kept) < n and rounds < self.max_rounds:
             want = n - len(kept)
             prompts = self.inner.select(max(want, int(round(want * self.oversample))))
             groups = sample_and_score(prompts)
+            seen.extend(groups)
             rounds += 1
             drawn += len(groups)
             spent += sum(len(rewards_of(g)) for g in groups)
@@ -52,7 +54,7 @@ class DynamicSampling:
             raise RuntimeError(f"dynamic sampling: only {len(kept)} of {n} informative groups after {rounds} rounds")
         metrics = {"dynamic/rounds": rounds, "dynamic/groups_drawn": drawn, "dynamic/rollouts_spent": spent,
                    "dynamic/kept_fraction": len(kept) / drawn if drawn else 0.0, "dynamic/groups_kept": min(len(kept), n)}
-        return kept[:n], metrics
+        return kept[:n], metrics, seen
 
     def update(self, observations) -> None:
         """Dynamic sampling keeps no per-prompt statistics."""

@@ -10,7 +10,9 @@ from ..types import Prompt
 
 
 class UniformSelector:
-    def __init__(self, pool: list[Prompt], seed: int = 0, **_: Any):
+    def __init__(self, pool: list[Prompt], seed: int = 0, args: dict | None = None, **_: Any):
+        if args:
+            raise ValueError(f"rl.selector_args: uniform takes no settings, got {sorted(args)}")
         if not pool:
             raise ValueError("selector: the prompt pool is empty")
         self.pool, self.seed = pool, seed
