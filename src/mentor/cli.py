@@ -54,13 +54,12 @@ def _quickstart(args) -> int:
     return 0
 
 
-def _delegate(module: str):
-    def run(args) -> int:
-        import importlib
-
-        return importlib.import_module(module).main(args.rest) or 0
-
-    return run
+# Sub-commands that own a whole area: `mentor NAME ARGS...` is `MODULE.main(ARGS)`.
+DELEGATED = {
+    "data": ("mentor.lineage.cli", "dataset lineage, contamination, quality score, curation (ATLAS)"),
+    "control": ("mentor.control.cli", "continuous control: DR.Q, MR.Q, TD3"),
+    "analyze": ("mentor.analysis", "parameter dynamics across checkpoints: `mentor analyze updates RUN_DIR`"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,19 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fast", action="store_true", help="a seconds-long smoke version (used by the tests)")
     q.set_defaults(fn=_quickstart)
 
-    for name, module, help_ in [
-        ("data", "mentor.lineage.cli", "dataset lineage, contamination, quality score, curation (ATLAS)"),
-        ("control", "mentor.control.cli", "continuous control: DR.Q, MR.Q, TD3"),
-    ]:
-        d = sub.add_parser(name, help=help_, add_help=False)
-        d.add_argument("rest", nargs=argparse.REMAINDER)
-        d.set_defaults(fn=_delegate(module))
+    for name, (_, help_) in DELEGATED.items():
+        sub.add_parser(name, help=help_, add_help=False)  # listed in --help; parsed by the area's own cli
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    import importlib
+
     from .config import ConfigError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

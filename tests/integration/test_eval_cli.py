@@ -55,3 +55,10 @@ def test_tensorboard_logging(tmp_path):
                              "optim.batch_size=8", "run.steps=2", "eval.every=0", "run.progress=false",
                              "run.tensorboard=true", f"run.out_dir={out}"]))
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "tb").iterdir())
+
+
+@pytest.mark.parametrize("area,usage", [("data", "mentor data"), ("control", "mentor control"), ("analyze", "mentor analyze")])
+def test_area_subcommands_have_their_own_help(area, usage, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([area, "--help"])
+    assert e.value.code == 0 and f"usage: {usage}" in capsys.readouterr().out
