@@ -8,9 +8,9 @@ included):
                34 programs (21 of them fail some tests), each verified once.
 Modes: every isolation mode that works here ("bwrap", "unshare", "rlimits"). The baseline is an unsandboxed
 ``subprocess.run([python, "-c", program])`` per stdin/stdout case (what a naive verifier does: no isolation,
-no limits), at the same worker counts, for the trivial workload. Configurations interleave (each mode and
-the baseline runs its 1-worker and 2-worker batches one after the other) on a shared 2-core machine, so
-compare within one run.
+no limits), at the same worker counts, for the trivial workload. Configurations interleave: the jobs are cut
+into `--rounds` chunks and every configuration (warm pool kept open) runs chunk 1, then chunk 2, ..., so
+load swings on a shared 2-core machine hit all of them alike. Compare within one run.
 
     nice -n 10 python benchmarks/code_verifier.py      # writes benchmarks/results/code_verifier.{json,md}
 """
@@ -46,61 +46,84 @@ def realistic_jobs() -> list[tuple[str, object, str | None]]:
     return jobs
 
 
-def run_pool(mode: str, workers: int, jobs: list) -> dict:
-    with CodeVerifierPool(workers, isolation=mode) as pool:
-        pool.submit(*jobs[0]).result()  # warm: probe done, first sandbox paid
+class PoolRunner:
+    """One configuration: a warm CodeVerifierPool (mode, workers) that runs chunks of jobs and keeps totals."""
+
+    def __init__(self, mode: str, workers: int, first_job):
+        self.pool = CodeVerifierPool(workers, isolation=mode)
+        self.pool.submit(*first_job).result()  # warm: probe done, first sandbox paid
+        self.seconds, self.results = 0.0, []
+
+    def run(self, jobs: list) -> None:
         start = time.perf_counter()
-        results = [f.result() for f in [pool.submit(*job) for job in jobs]]
-        elapsed = time.perf_counter() - start
-    walls = sorted(r.wall_time for r in results)
-    return {"verifications": len(jobs), "seconds": round(elapsed, 3), "per_second": round(len(jobs) / elapsed, 2),
-            "latency_p50_s": round(statistics.median(walls), 4), "latency_p95_s": round(walls[int(0.95 * (len(walls) - 1))], 4),
-            "tests_run": sum(len(r.tests) for r in results), "passed": sum(r.passed for r in results),
-            "sandbox_errors": sum(r.reason == "sandbox_error" for r in results)}
+        self.results += [f.result() for f in [self.pool.submit(*job) for job in jobs]]
+        self.seconds += time.perf_counter() - start
+
+    def summary(self) -> dict:
+        self.pool.close()
+        walls = [r.wall_time for r in self.results]
+        return {**_rates(len(walls), self.seconds, walls), "tests_run": sum(len(r.tests) for r in self.results),
+                "passed": sum(r.passed for r in self.results),
+                "sandbox_errors": sum(r.reason == "sandbox_error" for r in self.results)}
 
 
-def run_baseline(python: str, workers: int, jobs: list) -> dict:
-    def one(job):
+class BaselineRunner:
+    """Unsandboxed: ``subprocess.run([python, "-c", program])`` per stdin/stdout case, on a thread pool."""
+
+    def __init__(self, python: str, workers: int):
+        self.python, self.executor = python, ThreadPoolExecutor(workers)
+        self.seconds, self.results = 0.0, []
+
+    def _one(self, job):
         program, tests, _ = job
         t0 = time.perf_counter()
-        ok = all(subprocess.run([python, "-c", program], input=t["input"], capture_output=True, text=True,
+        ok = all(subprocess.run([self.python, "-c", program], input=t["input"], capture_output=True, text=True,
                                 timeout=10).stdout.strip() == t["output"].strip() for t in tests)
         return ok, time.perf_counter() - t0
 
-    with ThreadPoolExecutor(workers) as ex:
+    def run(self, jobs: list) -> None:
         start = time.perf_counter()
-        results = list(ex.map(one, jobs))
-        elapsed = time.perf_counter() - start
-    walls = sorted(w for _, w in results)
-    return {"verifications": len(jobs), "seconds": round(elapsed, 3), "per_second": round(len(jobs) / elapsed, 2),
-            "latency_p50_s": round(statistics.median(walls), 4), "latency_p95_s": round(walls[int(0.95 * (len(walls) - 1))], 4),
-            "passed": sum(ok for ok, _ in results)}
+        self.results += list(self.executor.map(self._one, jobs))
+        self.seconds += time.perf_counter() - start
+
+    def summary(self) -> dict:
+        self.executor.shutdown()
+        return {**_rates(len(self.results), self.seconds, [w for _, w in self.results]),
+                "passed": sum(ok for ok, _ in self.results)}
+
+
+def _rates(n: int, seconds: float, walls: list[float]) -> dict:
+    walls = sorted(walls)
+    return {"verifications": n, "seconds": round(seconds, 3), "per_second": round(n / seconds, 2),
+            "latency_p50_s": round(statistics.median(walls), 4),
+            "latency_p95_s": round(walls[int(0.95 * (len(walls) - 1))], 4)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=24, help="verifications per configuration")
+    ap.add_argument("--jobs", type=int, default=24, help="verifications per configuration (trivial workload)")
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per workload")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "code_verifier"))
     args = ap.parse_args()
     modes = available_modes()
-    real = realistic_jobs()
-    workloads = {"trivial": [TRIVIAL] * args.jobs, "realistic": real}
+    workloads = {"trivial": [TRIVIAL] * args.jobs, "realistic": realistic_jobs()}
     load_before = os.getloadavg()
     rows = []
     t_start = time.time()
     for workload, jobs in workloads.items():
-        for mode in modes:
-            for workers in (1, 2):
-                r = run_pool(mode, workers, jobs)
-                rows.append({"workload": workload, "mode": mode, "workers": workers, **r})
-                print(json.dumps(rows[-1]), flush=True)
+        runners = {(mode, w): PoolRunner(mode, w, jobs[0]) for mode in modes for w in (1, 2)}
         if workload == "trivial":
             python = next(iter(modes.values()))
-            for workers in (1, 2):
-                r = run_baseline(python, workers, jobs)
-                rows.append({"workload": workload, "mode": "unsandboxed subprocess", "workers": workers, **r})
-                print(json.dumps(rows[-1]), flush=True)
-    meta = {"command": "nice -n 10 python benchmarks/code_verifier.py" + (f" --jobs {args.jobs}" if args.jobs != 24 else ""),
+            runners.update({("unsandboxed subprocess", w): BaselineRunner(python, w) for w in (1, 2)})
+        chunks = [jobs[i::args.rounds] for i in range(args.rounds)]
+        for chunk in chunks:  # every configuration runs each chunk in turn: load swings hit them all alike
+            for runner in runners.values():
+                runner.run(chunk)
+        for (mode, workers), runner in runners.items():
+            rows.append({"workload": workload, "mode": mode, "workers": workers, **runner.summary()})
+            print(json.dumps(rows[-1]), flush=True)
+    meta = {"command": "nice -n 10 python benchmarks/code_verifier.py" + (f" --jobs {args.jobs}" if args.jobs != 24 else "")
+            + (f" --rounds {args.rounds}" if args.rounds != 4 else ""),
             "python": platform.python_version(), "machine": platform.machine(), "cpus": _cpus(),
             "interpreters": modes, "total_seconds": round(time.time() - t_start, 1),
             "load_average_1min": {"before": round(load_before[0], 1), "after": round(os.getloadavg()[0], 1)}}
