@@ -149,6 +149,8 @@ class RLConfig:
     dynamic_oversample: float = 2.0  # dynamic sampling: prompts drawn per round = oversample x batch
     dynamic_on_exhaust: Literal["train_partial", "error"] = "train_partial"
     success_threshold: float = 1.0  # reward >= this counts as correct (pass rates, accuracy)
+    transform: str | None = None  # prompt transform between selector and sampler (`mentor.rl.TRANSFORMS`), e.g. composition
+    transform_args: dict[str, Any] = field(default_factory=dict)  # the transform's own settings (its dataclass's fields)
 
 
 @dataclass

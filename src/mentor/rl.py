@@ -30,6 +30,21 @@ from .objectives import Resolved, resolve
 from .types import Prompt, Rollout, TrainBatch
 
 
+# Prompt transforms between Selector and Sampler (DESIGN.md §2): `TRANSFORMS[name](pool, seed=, args=)` builds one with
+# `apply(prompts, step) -> prompts`, `update(groups, step)` (outcomes, e.g. for a depth curriculum),
+# `metrics() -> dict`, `state_dict()` / `load_state_dict()`. Values are "module:Class" so heavy imports stay lazy.
+TRANSFORMS: dict[str, str] = {"composition": "mentor.tasks.composition:CompositionTransform"}
+
+
+def build_transform(name: str, pool, seed: int, args: dict):
+    import importlib
+
+    if name not in TRANSFORMS:
+        raise ConfigError(f"rl.transform: {name!r} is not allowed; choose one of {sorted(TRANSFORMS)}")
+    module, cls = TRANSFORMS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(pool, seed=seed, args=args)
+
+
 @dataclass
 class Group:
     """One prompt's G rollouts with their rewards."""
@@ -93,6 +108,9 @@ class RLStepper:
                                                      oversample=rl.dynamic_oversample, on_exhaust=rl.dynamic_on_exhaust,
                                                      args=rl.selector_args)
         self.sampler = HFSampler(model, tokenizer, cfg.sampling)
+        self.transform = build_transform(rl.transform, self.pool, cfg.run.seed, rl.transform_args) if rl.transform else None
+        self.pool_ids = {p.id for p in self.pool}
+        self.step_no = 0
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed + 1)
         self.reference = self._load_reference() if rl.kl_coef > 0 else None
         self.reward_errors = 0
@@ -156,6 +174,8 @@ class RLStepper:
         return r
 
     def sample_and_score(self, prompts: list[Prompt]) -> list[Group]:
+        if self.transform is not None:
+            prompts = self.transform.apply(prompts, self.step_no)
         self.model.eval()
         with torch.no_grad():
             out = self.sampler.generate(prompts, n=self.obj.group_size, generator=self.generator,
@@ -171,6 +191,7 @@ class RLStepper:
     def step(self, step: int) -> dict[str, Any]:
         cfg, rl, obj = self.cfg, self.cfg.rl, self.obj
         B, G = cfg.optim.batch_size, obj.group_size
+        self.step_no = step
         times: dict[str, float] = {}
         t0 = time.perf_counter()
         metrics: dict[str, Any] = {}
@@ -185,8 +206,13 @@ class RLStepper:
             times["sample"] = time.perf_counter() - t0 - times["select"]
         from .selection import Observation
 
-        # every sampled group, kept or dropped, so that selectors learn from all rollouts (selection.md R1)
-        self.selector.update([Observation(g.prompt.id, sum(g.correct), len(g.correct), step) for g in seen])
+        # every sampled group, kept or dropped, so that selectors learn from all rollouts (selection.md R1); a
+        # transformed prompt (e.g. a composition) is not a pool prompt, so only the transform sees its outcome
+        self.selector.update([Observation(g.prompt.id, sum(g.correct), len(g.correct), step) for g in seen
+                              if g.prompt.id in self.pool_ids])
+        if self.transform is not None:
+            self.transform.update(seen, step)
+            metrics.update(self.transform.metrics())
         if not groups:
             return {**metrics, "skipped_empty_batch": 1.0, **{f"time/{k}": v for k, v in times.items()}}
 
@@ -396,13 +422,16 @@ class RLStepper:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"selector": self.selector.state_dict(), "generator": self.generator.get_state(),
-                "reward_errors": self.reward_errors, "cost": dict(self.cost)}
+                "reward_errors": self.reward_errors, "cost": dict(self.cost),
+                "transform": self.transform.state_dict() if self.transform is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.selector.load_state_dict(state["selector"])
         self.generator.set_state(state["generator"])
         self.reward_errors = state["reward_errors"]
         self.cost = dict(state["cost"])
+        if self.transform is not None:
+            self.transform.load_state_dict(state["transform"])
 
 
 def _numel(model) -> int:
