@@ -166,6 +166,9 @@ class RLStepper:
             if self.reward_errors <= 5:
                 print(f"[rl] verifier {prompt.verifier!r} raised on prompt {prompt.id!r}: {type(e).__name__}: {e}; reward 0")
             return 0.0
+        return self._checked(r, prompt)
+
+    def _checked(self, r: float, prompt: Prompt) -> float:
         if not math.isfinite(r):
             self.reward_errors += 1
             if self.reward_errors <= 5:
@@ -180,11 +183,18 @@ class RLStepper:
         with torch.no_grad():
             out = self.sampler.generate(prompts, n=self.obj.group_size, generator=self.generator,
                                         template=self.cfg.data.prompt_template)
+        texts = [[r.text or self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rs] for rs in out]
+        code = [(i, j) for i, p in enumerate(prompts) if p.verifier == "code" for j in range(len(out[i]))]
+        batched: dict[tuple[int, int], float] = {}
+        if code:  # model-written programs run in the sandbox pool, in parallel (mentor.verifiers.code)
+            from .verifiers.code import score_batch
+
+            scores = score_batch([texts[i][j] for i, j in code], [prompts[i] for i, _ in code])
+            batched = {ij: self._checked(r, prompts[ij[0]]) for ij, r in zip(code, scores)}
         groups = []
-        for p, rollouts in zip(prompts, out):
-            texts = [r.text or self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts]
-            rewards = [self._reward(t, p) for t in texts]
-            groups.append(Group(p, rollouts, rewards, [r >= self.cfg.rl.success_threshold for r in rewards], texts))
+        for i, (p, rollouts) in enumerate(zip(prompts, out)):
+            rewards = [batched[(i, j)] if (i, j) in batched else self._reward(t, p) for j, t in enumerate(texts[i])]
+            groups.append(Group(p, rollouts, rewards, [r >= self.cfg.rl.success_threshold for r in rewards], texts[i]))
         return groups
 
     # ------------------------------------------------------------------ the step

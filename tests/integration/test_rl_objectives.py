@@ -79,3 +79,19 @@ def test_direct_distillation_estimators_run(tmp_path, estimator):
                                     "distill.topk=8", f"run.out_dir={tmp_path / 'r'}"]))
     rec = read_jsonl(tmp_path / "r" / "metrics.jsonl")[-1]
     assert rec["distill_loss"] > 0 and math.isfinite(rec["grad_norm"])
+
+
+def test_code_rewards_are_verified_in_the_sandbox_pool(tmp_path, monkeypatch):
+    """GRPO on the code fixture: every completion is scored by the sandboxed verifier in one parallel batch."""
+    import mentor.verifiers.code as code
+
+    calls = []
+    real = code.score_batch
+    monkeypatch.setattr(code, "score_batch", lambda c, p, workers=None: calls.append(len(c)) or real(c, p, workers=2))
+    fixture = str(code.fixture_path())
+    train(load_config(None, [b for b in BASE if not b.startswith("data.task")] +
+                      ["algo=grpo", "rl.group_size=2", "data.task=null", f"data.path={fixture}", "data.verifier=code",
+                       "data.num_eval=0", "optim.batch_size=2", f"run.out_dir={tmp_path / 'r'}", "run.steps=1"]))
+    assert calls == [4]  # 2 prompts x 2 completions, one batch
+    rec = read_jsonl(tmp_path / "r" / "metrics.jsonl")[-1]
+    assert rec["reward/mean"] == 0.0 and rec["reward/errors"] == 0  # a random model writes no passing program
