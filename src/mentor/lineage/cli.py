@@ -374,6 +374,21 @@ def _curate_run(a) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------- compose (Composition-RL)
+# The command lives in mentor.tasks.compose_cli (specs/composition.md); only its entry is here.
+
+def _compose_args(p):
+    from ..tasks.compose_cli import add_arguments
+
+    add_arguments(p)
+
+
+def _compose_run(a) -> int:
+    from ..tasks.compose_cli import run
+
+    return run(a)
+
+
 # --------------------------------------------------------------------------------------------------- dispatch
 
 COMMANDS = {
@@ -381,6 +396,7 @@ COMMANDS = {
     "decontaminate": ("find benchmark contamination, write a report and a cleaned split", _decon_args, _decon_run),
     "score": ("SCA classes from eval outputs and the quality score Q", _score_args, _score_run),
     "curate": ("decontaminate, then refill with learnable rows (DAPO++)", _curate_args, _curate_run),
+    "compose": ("compose problems into harder verifiable problems (Composition-RL)", _compose_args, _compose_run),
 }
 
 
