@@ -54,10 +54,18 @@ G, PROMPTS_PER_STEP = 8, 8
 # ----------------------------------------------------------------------------- shared settings
 
 def warm_start(out: Path, steps: int, seed: int) -> Path:
-    """An SFT-warmed 1m model on 3-digit addition (mentor's own SFT recipe, cut short), cached under `out`."""
+    """An SFT-warmed 1m model on 3-digit addition (mentor's own SFT recipe, cut short), cached under `out`;
+    `steps=0`: the randomly initialised model, saved as is."""
     from mentor.config import load_config
+    from mentor.models import build_tiny_model, build_tokenizer, save_model
     from mentor.train import train
 
+    if steps == 0:
+        path = out / f"init-seed{seed}"
+        if not path.exists():
+            tok = build_tokenizer()
+            save_model(build_tiny_model(tok, "1m", seed=seed), tok, path)
+        return path
     final = out / f"sft-{steps}-seed{seed}" / "final"
     if final.exists():
         return final
@@ -295,7 +303,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {env['machine']}, torch {env['torch']} ({env['threads']} threads, fp32), transformers "
         f"{env['transformers']}, trl {env['trl']}; load average {env['loadavg_start']} at start, "
         f"{env['loadavg_end']} at the end (a shared machine: compare only within this run).  ",
-        f"Model: 1.06M-parameter Llama preset, SFT-warmed {result['sft_steps']} steps on 3-digit addition; "
+        "Model: 1.06M-parameter Llama preset, " + (f"SFT-warmed {result['sft_steps']} steps on 3-digit addition; "
+                                                   if result["sft_steps"] else "randomly initialised (`--sft-steps 0`); ") +
         f"{PROMPTS_PER_STEP} prompts × G={G} = {PROMPTS_PER_STEP * G} completions and one AdamW step per step; "
         f"lr {result['lr']}; {result['warmup']} warm-up steps per side excluded; {result['rounds']} interleaved rounds "
         f"of {result['block']} steps per side.", "",
@@ -320,7 +329,8 @@ def markdown(result: dict[str, Any]) -> str:
               "(collation, advantages), `time/learn` (forward, backward, optimizer). TRL: sample = `_generate` + "
               "`_calculate_rewards`, score = the rest of `_generate_and_score_completions`, learn = the rest of the "
               "step. Loss: both objectives are exactly 0 on-policy at the first iteration (group advantages sum to 0, "
-              "ratio 1), so |loss| is float rounding. Settings mapping: docs/vs_trl.md.", ""]
+              "ratio 1), so |loss| is float rounding. CPU s/step is the process CPU time (all threads, `time.process_time`): "
+              "less sensitive than wall time to other processes on a shared machine. Settings mapping: docs/vs_trl.md.", ""]
     return "\n".join(lines)
 
 
@@ -341,15 +351,13 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(args.threads)
-    import transformers
-    import trl
-
     from mentor.runs import quiet_transformers
 
     quiet_transformers()
     load_start = os.getloadavg()
     model_path = warm_start(args.cache, args.sft_steps, args.seed)
-    settings = []
+    settings: list[dict[str, Any]] = []
+    args.out.mkdir(parents=True, exist_ok=True)
     for L in args.max_new_tokens:
         with tempfile.TemporaryDirectory() as work:
             res = run_setting(model_path, L, lr=args.lr, seed=args.seed, warmup=args.warmup, rounds=args.rounds,
@@ -360,6 +368,13 @@ def main() -> None:
               f"TRL {res['trl']['s_per_step_median']:.3f} s/step → TRL/mentor {r['s_per_step_median']:.2f}× "
               f"(rounds {r['per_round_min']:.2f}–{r['per_round_max']:.2f}), tokens/s ratio {r['tokens_per_s']:.2f}×",
               flush=True)
+        write_results(args, load_start, settings)  # after every setting: a killed run keeps what it measured
+
+
+def write_results(args, load_start, settings: list[dict[str, Any]]) -> None:
+    import transformers
+    import trl
+
     result = {
         "command": COMMAND + ("" if len(os.sys.argv) == 1 else " " + " ".join(os.sys.argv[1:])),
         "environment": {"machine": f"{platform.machine()} CPU ({os.cpu_count()} cores)", "torch": torch.__version__,
@@ -368,10 +383,8 @@ def main() -> None:
                         "loadavg_end": [round(x, 1) for x in os.getloadavg()]},
         "sft_steps": args.sft_steps, "lr": args.lr, "warmup": args.warmup, "rounds": args.rounds, "block": args.block,
         "group_size": G, "prompts_per_step": PROMPTS_PER_STEP, "settings": settings}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "vs_trl.json").write_text(json.dumps(result, indent=2))
     (args.out / "vs_trl.md").write_text(markdown(result))
-    print(markdown(result))
 
 
 if __name__ == "__main__":
