@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .dynamic import DynamicSampling
+from .gps import GPS
+from .mopps import MoPPS
 from .uniform import UniformSelector
 
 
@@ -26,6 +28,6 @@ class Observation:
         return self.successes / self.n_samples if self.n_samples else 0.0
 
 
-SELECTORS = {"uniform": UniformSelector, "dynamic": DynamicSampling}
+SELECTORS = {"uniform": UniformSelector, "dynamic": DynamicSampling, "mopps": MoPPS, "gps": GPS}
 
-__all__ = ["SELECTORS", "Observation", "UniformSelector", "DynamicSampling"]
+__all__ = ["SELECTORS", "Observation", "UniformSelector", "DynamicSampling", "MoPPS", "GPS"]
