@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,6 @@ from mentor.models import build_tiny_model, build_tokenizer, count_parameters
 from mentor.sampling import sample
 
 RESULTS = Path(__file__).parent / "results"
-COMMAND = "nice -n 10 python benchmarks/sampler.py"
 
 
 def matmul_peak_gflops(threads: int, n: int = 2048, reps: int = 7) -> float:
@@ -98,11 +98,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "sampler"))
     args = ap.parse_args()
 
+    command = " ".join(["nice -n 10 python benchmarks/sampler.py", *sys.argv[1:]])
     torch.set_num_threads(args.threads)
     tokenizer = build_tokenizer()
     load_start = os.getloadavg()
     peak = matmul_peak_gflops(args.threads)
-    print(f"matmul peak (2048^2 fp32, {args.threads} threads): {peak:.1f} GFLOP/s")
+    print(f"matmul peak (2048^2 fp32, {args.threads} threads): {peak:.1f} GFLOP/s", flush=True)
     rows = []
     for preset in args.presets.split(","):
         model = build_tiny_model(tokenizer, preset, seed=0).eval()
@@ -111,8 +112,8 @@ def main() -> None:
             flops = useful_flops(model, prompts, args.new_tokens)
             engines = {"generate": run_generate, "mentor": run_mentor}
             times: dict[str, list[float]] = {k: [] for k in engines}
-            for name, fn in engines.items():  # warm-up
-                fn(model, tokenizer, prompts, args.new_tokens, seed=0)
+            for name, fn in engines.items():  # warm-up: lazy initialisation, allocator, first-call paths
+                fn(model, tokenizer, prompts[:8], 8, seed=0)
             for rep in range(args.reps):
                 for name, fn in engines.items():
                     t = time.perf_counter()
@@ -128,15 +129,15 @@ def main() -> None:
             row["speedup"] = row["mentor"]["tok_per_s"] / row["generate"]["tok_per_s"]
             rows.append(row)
             print(f"{preset} batch {batch}: generate {row['generate']['tok_per_s']:.0f} tok/s, "
-                  f"mentor {row['mentor']['tok_per_s']:.0f} tok/s, x{row['speedup']:.2f}")
-
-    result = {"command": COMMAND, "threads": args.threads, "matmul_peak_gflops": peak, "torch": torch.__version__,
-              "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "loadavg_start": load_start, "loadavg_end": os.getloadavg(), "compile_s": 0.0, "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+                  f"mentor {row['mentor']['tok_per_s']:.0f} tok/s, x{row['speedup']:.2f}", flush=True)
+            result = {"command": command, "threads": args.threads, "matmul_peak_gflops": peak,
+                      "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+                      "cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+                      "compile_s": 0.0, "rows": rows}
+            out = Path(args.out)  # rewritten after every row, so an interrupted run keeps what it measured
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+            out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
 
 
