@@ -615,13 +615,14 @@ def compose_dataset(second: list[Prompt], first: list[Prompt], depth: int, n: in
     if depth < 2:
         raise ConfigError(f"compose: depth must be >= 2, got {depth}")
     rng = random.Random(f"compose/{seed}")
-    composer, out = Composer(first, cfg), []
+    composer, out, seen = Composer(first, cfg), [], set()
     order = list(range(len(second)))
     rng.shuffle(order)
     for i in range(max(n * cfg.tries, len(second))):
         if len(out) >= n:
             break
         q = composer.chain_for(second[order[i % len(order)]], depth, rng)
-        if q is not None and q.id not in {o.id for o in out[-len(second):]}:
+        if q is not None and q.id not in seen:  # the same chain twice is drawn again, not written twice
             out.append(q)
+            seen.add(q.id)
     return out, composer.skips
