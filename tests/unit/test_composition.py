@@ -151,6 +151,7 @@ def test_procedural_skips():
     a = make_prompts("add", 1, 0, digits=2)[0]
     assert compose_chain([s, a]).reason == "non_numeric_answer"  # a list answer
     assert compose_chain([a, make_prompts("count", 1, 0)[0]]).reason == "no_literal"  # no integer parameter
+    assert compose_chain([Q1, Q2], ComposeConfig(style="compact")).reason == "compact_needs_procedural"
 
 
 def test_provenance_round_trips():

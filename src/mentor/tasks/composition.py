@@ -60,7 +60,7 @@ from .procedural import ANSWER_SEP, _add_steps
 
 SYMBOLS = ("X", "Y", "Z", "W", "U", "V", "S", "T", "P", "Q", "R", "M", "N", "K", "L", "J", "H", "G", "F")
 SKIP_REASONS = ("non_numeric_answer", "irrational_answer", "no_literal", "no_fresh_symbols", "check_failed",
-                "no_seed")
+                "compact_needs_procedural", "no_seed")
 _KIND_RANK = {"integer": 0, "fraction": 1, "decimal": 2}
 
 
@@ -120,7 +120,7 @@ def _value_via_math_verify(s: str, multi_value: str, allow_irrational: bool):
     expr = next((p for p in parsed if isinstance(p, sympy.Basic)), None)
     if expr is None:
         return Skip("non_numeric_answer", f"{s!r} does not parse")
-    if isinstance(expr, (sympy.FiniteSet, sympy.Tuple)) or (isinstance(expr, (list, tuple))):
+    if isinstance(expr, (sympy.FiniteSet, sympy.Tuple)):
         items = list(expr)
         if not items or not all(getattr(i, "is_number", False) and i.is_real for i in items):
             return Skip("non_numeric_answer", f"{s!r}: not a set of real numbers")
@@ -247,7 +247,7 @@ def compose_chain(chain: list[Prompt], cfg: ComposeConfig = ComposeConfig()) -> 
         if p.text is None or p.answer is None:
             raise ValueError(f"compose_chain: prompt {p.id!r} needs a text and an answer (chat prompts are not composed)")
     if cfg.style == "compact" and not all(_is_procedural(p) and p.text.endswith("=") for p in chain):
-        return Skip("check_failed", "style=compact needs procedural prompts ending in '='")
+        return Skip("compact_needs_procedural", "style=compact needs procedural prompts ending in '='")
     syms = fresh_symbols([p.text for p in chain], 2 * (len(chain) - 1))
     if syms is None:
         return Skip("no_fresh_symbols")
