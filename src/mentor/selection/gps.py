@@ -27,6 +27,7 @@ scored on a uniform subset of `subset_factor`·n candidates per step.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +92,10 @@ def greedy_acquire(p_N: torch.Tensor, X: torch.Tensor, n: int, lam: float, mu: f
     """Greedy maximisation of Σ −(p̂ − γ*)² + λ·D(B) over the rows of X (sparse or dense, rows L2-normalised).
     Returns row positions in pick order."""
     N = p_N.shape[0]
-    X = X.to_sparse_csr() if X.is_sparse else X  # CSR mat-vecs are ~10x faster than COO
+    if X.is_sparse:
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": mat-vecs are all we use
+            warnings.simplefilter("ignore", UserWarning)
+            X = X.to_sparse_csr()  # CSR mat-vecs are ~10x faster than COO
     if n > N:
         raise ValueError(f"greedy_acquire: asked for {n} prompts from {N} candidates")
     p = p_N.double()
