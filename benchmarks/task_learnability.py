@@ -24,13 +24,13 @@ from mentor.tasks import TASKS
 MAX_NEW = {"add": 40, "mul": 40, "sort": 56, "count": 40, "mod": 72, "expr": 32, "chain": 64}
 
 
-def run_one(task: str, scratchpad: bool, steps: int, eval_size: int, work: Path) -> dict:
+def run_one(task: str, scratchpad: bool, steps: int, eval_size: int, work: Path, threads: int) -> dict:
     from mentor.train import train
 
     out_dir = work / f"{task}-{'pad' if scratchpad else 'direct'}"
     cfg = load_config(None, [
         "algo=sft", f"run.out_dir={out_dir}", "run.seed=0", f"run.steps={steps}", "run.save_every=0",
-        "run.progress=false", "run.threads=2", "run.keep_checkpoints=1", "model.path=tiny:1m",
+        "run.progress=false", f"run.threads={threads}", "run.keep_checkpoints=1", "model.path=tiny:1m",
         f"data.task={task}", f"data.task_args={{scratchpad: {str(scratchpad).lower()}}}",
         "data.num_train=20000", f"data.num_eval={eval_size}",
         "optim.lr=0.002", "optim.warmup_steps=20", "optim.schedule=cosine", "optim.min_lr_ratio=0.05",
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on an oversubscribed machine)")
     ap.add_argument("--direct", action="store_true", help="also train the answer-only (scratchpad=false) variant")
     ap.add_argument("--out", default="benchmarks/results/task_learnability")
     args = ap.parse_args()
@@ -64,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks.split(","):
             for pad in ([True, False] if args.direct else [True]):
-                r = run_one(task, pad, args.steps, args.eval_size, Path(tmp))
+                r = run_one(task, pad, args.steps, args.eval_size, Path(tmp), args.threads)
                 print(json.dumps(r), flush=True)
                 results.append(r)
                 write_results(out, command, args, results)  # after every run: a cut-short run keeps what it measured
@@ -72,7 +73,7 @@ def main() -> None:
 
 def write_results(out: Path, command: str, args, results: list[dict]) -> None:
     out.with_suffix(".json").write_text(json.dumps({"command": command, "results": results}, indent=2))
-    lines = [f"# SFT learnability of the procedural tasks (tiny:1m, {args.steps} steps, batch 64, 2 CPU threads)", "",
+    lines = [f"# SFT learnability of the procedural tasks (tiny:1m, {args.steps} steps, batch 64, {args.threads} CPU threads)", "",
              f"Command: `{command}`", "",
              "Seconds are wall time on a shared 2-core VM with many other jobs running: not a speed measurement.", "",
              "| task | scratchpad | held-out greedy accuracy | mean completion length | seconds |", "|---|---|---|---|---|"]
