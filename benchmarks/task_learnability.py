@@ -61,7 +61,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = f"nice -n 10 python benchmarks/task_learnability.py --steps {args.steps} --eval-size {args.eval_size}" + \
-        (" --direct" if args.direct else "") + (f" --tasks {args.tasks}" if args.tasks != ",".join(TASKS) else "")
+        (f" --threads {args.threads}" if args.threads != 2 else "") + (" --direct" if args.direct else "") + (f" --tasks {args.tasks}" if args.tasks != ",".join(TASKS) else "")
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks.split(","):
             for pad in ([True, False] if args.direct else [True]):
