@@ -115,10 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in DELEGATED:
         return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
+    from .tasks.data import DataError
+
     try:
         return args.fn(args)
     except ConfigError as e:
         print(f"mentor: config error: {e}", file=sys.stderr)
+        return 2
+    except DataError as e:
+        print(f"mentor: data error: {e}", file=sys.stderr)
         return 2
 
 

@@ -82,6 +82,7 @@ class DataConfig:
     split: str = "train"
     fields: FieldMap = field(default_factory=FieldMap)
     verifier: str = "exact"  # default verifier when rows do not name one: exact | math | task | code
+    answer_extract: Literal["auto", "gsm8k", "boxed", "none"] = "auto"  # auto: after "####", else the last \\boxed{}
     prompt_template: str = "{prompt}"  # how a plain prompt is wrapped for the model
     num_train: int = 20000  # procedural tasks: prompts generated for training
     num_eval: int = 256  # held-out prompts for evaluation (disjoint from training)

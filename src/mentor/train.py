@@ -192,7 +192,7 @@ def load_prompts(cfg: TrainConfig) -> tuple[list[Prompt], list[Prompt]]:
         raise ConfigError("data: give either data.task (a procedural task) or data.path (a dataset)")
     from .tasks.data import load_rows
 
-    rows = load_rows(d.path, split=d.split, fields=d.fields, verifier=d.verifier)
+    rows = load_rows(d.path, split=d.split, fields=d.fields, verifier=d.verifier, answer_extract=d.answer_extract)
     n_eval = min(d.num_eval, len(rows) // 5)
     return rows[: len(rows) - n_eval], rows[len(rows) - n_eval:]
 
