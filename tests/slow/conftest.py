@@ -18,17 +18,18 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def sft_add_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("slow") / "sft-add"
-    train(load_config(ROOT / "configs" / "sft-add.yaml", [f"run.out_dir={out}", "run.save_every=50", "run.keep_checkpoints=0",
-                                                         "eval.every=50", "run.progress=false"]))
+    train(load_config(ROOT / "configs" / "sft-add.yaml", [f"run.out_dir={out}", "run.save_every=25", "run.keep_checkpoints=0",
+                                                         "eval.every=25", "run.progress=false"]))
     return out
 
 
 @pytest.fixture(scope="session")
 def weak_checkpoint(sft_add_run) -> tuple[Path, float]:
-    """The first checkpoint whose held-out greedy accuracy is between 15% and 50%: a weak but not hopeless start."""
+    """The first checkpoint whose held-out greedy accuracy is between 10% and 45%: a weak but not hopeless start
+    (the accuracy of this run climbs from ~5% to ~65% within ~100 steps, so checkpoints are 25 steps apart)."""
     for r in read_jsonl(sft_add_run / "metrics.jsonl"):
         acc = r.get("eval/accuracy")
-        if acc is not None and 0.15 <= acc <= 0.5 and (sft_add_run / "ckpt" / f"step_{r['step']}").exists():
+        if acc is not None and 0.10 <= acc <= 0.45 and (sft_add_run / "ckpt" / f"step_{r['step']}").exists():
             return sft_add_run / "ckpt" / f"step_{r['step']}" / "model", acc
-    raise AssertionError("no SFT checkpoint between 15% and 50% accuracy: " +
+    raise AssertionError("no SFT checkpoint between 10% and 45% accuracy: " +
                          str([(r["step"], r["eval/accuracy"]) for r in read_jsonl(sft_add_run / "metrics.jsonl") if "eval/accuracy" in r]))
