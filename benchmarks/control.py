@@ -95,8 +95,11 @@ def write_results(args, runs: dict[str, dict], out: Path, started: float, finish
     base = table.get("mrq", {}).get("mean_last3")
     for t in table.values():
         t["mean_last3_ratio_vs_mrq"] = (t["mean_last3"] / base) if (base and t["mean_last3"] is not None and base > 0) else None
+    command = " ".join(["python"] + sys.argv)
+    if args.report_only and out.with_suffix(".json").exists():  # keep the command that trained the runs
+        command = json.loads(out.with_suffix(".json").read_text()).get("command", command)
     result = {
-        "benchmark": "control", "env": args.env, "command": " ".join(["python"] + sys.argv),
+        "benchmark": "control", "env": args.env, "command": command,
         "finished": finished, "steps_reached": steps, "steps_target": args.steps,
         "protocol": {"random_steps": args.random_steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
                      "chunk": args.chunk, "threads": args.threads, "buffer": "min(1e6, 2*steps+2) slots (never wraps)"},
@@ -131,6 +134,14 @@ def write_results(args, runs: dict[str, dict], out: Path, started: float, finish
                   f"Final 1M-step means over 10 seeds (specs/drq.md §5): DR.Q {PUBLISHED_1M['HalfCheetah']['drq'][0]:,} "
                   f"± {PUBLISHED_1M['HalfCheetah']['drq'][1]}, MR.Q {PUBLISHED_1M['HalfCheetah']['mrq'][0]:,} ± "
                   f"{PUBLISHED_1M['HalfCheetah']['mrq'][1]}."]
+    if not finished:
+        sps = {a: t["training_steps_per_s"] for a, t in table.items() if t["training_steps_per_s"]}
+        left = sum((args.steps - steps) / v for v in sps.values()) / 3600 if sps else float("nan")
+        lines += ["", f"Notes: partial run. The per-algorithm run directories (with replay buffers) are under `{args.runs}` "
+                  "(not committed); rerunning the command above continues them. At the measured speeds the remaining "
+                  f"{args.steps - steps:,} steps of all algorithms need about {left:.0f} h on this machine, run one after "
+                  "another. One seed and a few thousand training steps cannot rank the methods; the published DR.Q "
+                  "curve is the reference for where a correct implementation should be at 25k steps."]
     lines += ["", "Evaluation curve (mean return of 10 episodes):", "",
               "| step | " + " | ".join(runs) + " |", "|---" * (len(runs) + 1) + "|"]
     all_steps = sorted({e["step"] for r in runs.values() for e in r["evals"]})

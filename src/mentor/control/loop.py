@@ -228,7 +228,8 @@ class Trainer:
 
 def plot_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "",
                 reference: dict[str, list[tuple[int, float]]] | None = None) -> None:
-    """Evaluation return against environment steps, one line per curve (optional dashed reference curves)."""
+    """Evaluation return against environment steps, one line per curve (optional reference points, unjoined:
+    published curves are sampled too sparsely to draw lines between them)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,7 +240,7 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title
         if evals:
             ax.plot([e["step"] for e in evals], [e["return_mean"] for e in evals], marker="o", ms=3, label=name)
     for name, pts in (reference or {}).items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], ls="--", label=name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], ls="none", marker="x", ms=8, label=name)  # points only
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation return (10 episodes, deterministic)")
     ax.set_title(title)
