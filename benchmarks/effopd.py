@@ -133,7 +133,6 @@ def write_results(args, results: dict, summary: dict, command: str, dest: Path) 
     for key, row in summary.items():
         axes[lrs.index(key.split("/")[0])][0].axhline(row["target"], c="gray", ls="--", lw=0.8)
     for lr, row_axes in zip(lrs, axes):
-        row_axes[0].set_xscale("symlog", linthresh=8)
         row_axes[0].set_xlabel("optimizer step (searches at 1, 2, 4, …; shaded lines: accepted)")
         row_axes[1].set_xlabel("training wall time, s (validation included, held-out eval excluded)")
         for ax in row_axes:
@@ -168,6 +167,7 @@ def write_results(args, results: dict, summary: dict, command: str, dest: Path) 
     L += ["", "Ratios are plain OPD / arm (> 1: the arm reaches the target sooner). Final accuracy is the mean of the "
           "last 3 evaluations. Runs execute one after another on a shared machine whose load changes: wall times of "
           "different runs are confounded by that load; the validation share is measured inside one run.", "",
+          "How the teacher and student were made, and what these numbers mean: docs/effopd.md, \"Measured\".", "",
           "![curves](effopd.png)"]
     atomic_write_text(dest / "effopd.md", "\n".join(L) + "\n")
 
