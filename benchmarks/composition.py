@@ -41,7 +41,7 @@ ARMS = {
     "depth2": {**STYLE, "seeds": "solved", "solved_min_samples": 4, "curriculum": {"schedule": [[0, 2]]}},
     "curriculum": {**STYLE, "seeds": "solved", "solved_min_samples": 4,
                    "curriculum": {"kind": "pass_rate", "start_depth": 2, "max_depth": 3, "theta_up": 0.6,
-                                  "window": 5, "min_steps": 10}},
+                                  "window": 4, "min_steps": 6}},
 }
 
 
@@ -69,9 +69,10 @@ def evaluate_all(model_dir: Path, sets: dict) -> dict:
     return out
 
 
-def sft_mixture(path: Path, n: int) -> None:
-    train = make_prompts("add", 2 * n, 0, "train", digits=3)
-    rows = [p for p in train[:n]] + composed(train, 2, n, 5)
+def sft_mixture(path: Path, n: int, orig_frac: float) -> None:
+    """n composed depth-2 rows plus originals so that they make `orig_frac` of the file, shuffled."""
+    train = make_prompts("add", 4 * n, 0, "train", digits=3)
+    rows = train[: round(n * orig_frac / (1 - orig_frac))] + composed(train, 2, n, 5)
     random.Random(0).shuffle(rows)
     with path.open("w") as f:
         for p in rows:
@@ -85,10 +86,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--init", default="/tmp/cal/sft/ckpt/step_800/model")
     ap.add_argument("--work", default="/tmp/composition_bench")
-    ap.add_argument("--sft-steps", type=int, default=80)
-    ap.add_argument("--rl-steps", type=int, default=30)
+    ap.add_argument("--sft-steps", type=int, default=110)
+    ap.add_argument("--sft-lr", type=float, default=1e-3)
+    ap.add_argument("--sft-orig-frac", type=float, default=0.25, help="fraction of original (depth-1) rows in the SFT mix")
+    ap.add_argument("--rl-steps", type=int, default=16)
     ap.add_argument("--rl-batch", type=int, default=4, help="prompts per GRPO step (group size 4)")
-    ap.add_argument("--eval-size", type=int, default=48)
+    ap.add_argument("--eval-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--out", default="benchmarks/results/composition")
     a = ap.parse_args()
@@ -103,17 +106,20 @@ def main() -> None:
     sets = eval_sets(a.eval_size)
     t0 = time.perf_counter()
     results: dict = {"args": vars(a), "eval_sizes": {k: len(v) for k, v in sets.items()}, "arms": {}}
-    results["init_eval"] = evaluate_all(init, sets)
+    cached = work / f"init_eval_{a.eval_size}.json"  # the init model is fixed: evaluate it once per eval size
+    if not cached.exists():
+        cached.write_text(json.dumps(evaluate_all(init, sets)))
+    results["init_eval"] = json.loads(cached.read_text())
     print("init", results["init_eval"], flush=True)
 
     sft_dir = work / "sft"
     if not (sft_dir / "final").exists():
         shutil.rmtree(sft_dir, ignore_errors=True)
-        sft_mixture(work / "sft.jsonl", 2000)
+        sft_mixture(work / "sft.jsonl", 2000, a.sft_orig_frac)
         train(load_config(None, [
             "algo=sft", f"run.out_dir={sft_dir}", f"run.steps={a.sft_steps}", "run.save_every=0", "run.progress=false",
             "run.threads=1", f"model.path={init}", "data.task=null", f"data.path={work / 'sft.jsonl'}",
-            "data.num_eval=0", "optim.lr=1e-3", "optim.warmup_steps=10", "optim.schedule=constant",
+            "data.num_eval=0", f"optim.lr={a.sft_lr}", "optim.warmup_steps=10", "optim.schedule=constant",
             "optim.batch_size=16", "optim.micro_batch_size=16", "sampling.max_new_tokens=200", "eval.every=0"]))
     results["start_eval"] = evaluate_all(sft_dir / "final", sets)
     results["time/sft_s"] = time.perf_counter() - t0
@@ -156,7 +162,8 @@ def write(results: dict, out: Path) -> None:
     s0 = results["start_eval"]
     lines = ["# Composition-RL on a tiny model (benchmarks/composition.py)", "",
              f"Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/composition.py --sft-steps "
-             f"{results['args']['sft_steps']} --rl-steps {results['args']['rl_steps']} --rl-batch {results['args']['rl_batch']} "
+             f"{results['args']['sft_steps']} --sft-lr {results['args']['sft_lr']} --sft-orig-frac "
+             f"{results['args']['sft_orig_frac']} --rl-steps {results['args']['rl_steps']} --rl-batch {results['args']['rl_batch']} "
              f"--lr {results['args']['lr']} --eval-size "
              f"{results['args']['eval_size']}` (1 thread, shared 2-core CPU; total {results['time/total_s']:.0f} s).", "",
              f"Held-out sets: {results['eval_sizes']} prompts (greedy accuracy). init = add-3 SFT checkpoint; start = "
