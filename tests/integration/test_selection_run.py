@@ -12,7 +12,7 @@ from mentor.train import train
 
 GRPO = ["algo=grpo", "model.path=tiny:100k", "data.task=add", "data.task_args={digits: 1}", "data.num_train=128",
         "data.num_eval=8", "optim.lr=1e-3", "optim.batch_size=4", "optim.micro_batch_size=16", "sampling.max_new_tokens=12",
-        "rl.group_size=4", "eval.every=0", "run.progress=false", "run.samples_per_step=4", "run.steps=4", "run.save_every=2"]
+        "rl.group_size=4", "eval.every=0", "run.progress=false", "run.samples_per_step=4", "run.steps=2", "run.save_every=1"]
 SELECTORS = {
     "mopps": ["rl.selector=mopps", "rl.selector_args={ts_ratio: 4}"],
     "gps": ["rl.selector=gps", "rl.selector_args={dim: 2048, hidden: 32, history_dim: 8}"],
@@ -24,11 +24,40 @@ def test_learning_selector_run_resumes_with_identical_selections(tmp_path, name)
     ref = tmp_path / "ref"
     train(load_config(None, GRPO + SELECTORS[name] + [f"run.out_dir={ref}"]))
     samples = read_jsonl(ref / "samples.jsonl")
-    assert sorted({s["step"] for s in samples}) == [1, 2, 3, 4]
+    assert sorted({s["step"] for s in samples}) == [1, 2]
 
     resumed = tmp_path / "resumed"
     shutil.copytree(ref, resumed)
-    shutil.rmtree(resumed / "ckpt" / "step_4")  # resume from step 2: steps 3 and 4 run again
+    shutil.rmtree(resumed / "ckpt" / "step_2")  # resume from step 1: step 2 runs again
     assert main(["train", "--resume", str(resumed)]) == 0
     prompts = lambda d: [(s["step"], s["prompt"]) for s in read_jsonl(d / "samples.jsonl")]
     assert prompts(resumed) == prompts(ref)
+
+
+def test_gps_checkpoint_predictor_and_test_time_allocation(tmp_path):
+    import numpy as np
+    import torch
+
+    from mentor.models import load_model, load_tokenizer
+    from mentor.selection import GPS
+    from mentor.selection.allocate import allocate_and_eval, load_predictor
+    from mentor.train import load_prompts
+
+    out = tmp_path / "run"
+    cfg = load_config(None, GRPO + SELECTORS["gps"] + [f"run.out_dir={out}", "run.steps=2"])
+    train(cfg)
+    args = cfg.rl.selector_args
+    pred = load_predictor(out / "ckpt" / "step_2", args)
+    # the same predictions as the selector rebuilt over the run's whole pool with its full state
+    train_prompts, held = load_prompts(cfg)
+    full = GPS(train_prompts, args=args)
+    full.load_state_dict(torch.load(out / "ckpt" / "step_2" / "trainer.pt", weights_only=False)["stepper"]["selector"])
+    np.testing.assert_allclose(pred.predict(held), full.predict(held), atol=1e-6)
+
+    tok = load_tokenizer(str(out / "final"))
+    model = load_model(str(out / "final"), tokenizer=tok)
+    res = allocate_and_eval(model, tok, held[:4], 10, pred, max_new_tokens=12)
+    assert res["uniform"]["samples"] == res["predicted"]["samples"] == 10
+    assert sum(b["prompts"] for b in res["predicted"]["bins"].values()) == 4
+    with pytest.raises(ValueError, match="no checkpoint"):
+        load_predictor(tmp_path / "nowhere")
