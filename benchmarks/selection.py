@@ -9,7 +9,9 @@ the fraction of zero-variance groups among sampled groups, and, for MoPPS and GP
 predicted pass rates on held-out (never trained) prompts against pass rates measured with G samples from the
 arm's final policy (MoPPS predicts its prior, 0.5, for unseen prompts).
 
-    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/selection.py --ckpt /tmp/cal/sft/ckpt/step_450/model
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/selection.py --steps 20 --lr 3e-5 --eval-every 5
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/selection.py --allocation-only   # test-time allocation
+(`--ckpt` defaults to /tmp/cal/sft/ckpt/step_450/model: tiny:1m after 450 SFT steps on 3-digit addition.)
 """
 
 from __future__ import annotations
