@@ -14,7 +14,7 @@ from mentor.controllers.effopd import EffOPDController
 from mentor.runs import load_trainer_state, read_jsonl
 from mentor.train import train
 
-CONTROLLERS["effopd"] = EffOPDController  # until controllers/__init__.py imports it
+assert CONTROLLERS["effopd"] is EffOPDController
 
 OPD = ["algo=opd", "model.path=tiny:100k", "data.task=add", "data.task_args={digits: 1}", "data.num_train=256",
        "data.num_eval=8", "optim.lr=1e-3", "optim.schedule=constant", "optim.batch_size=8", "optim.micro_batch_size=16",

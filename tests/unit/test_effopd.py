@@ -17,7 +17,7 @@ from mentor.controllers.effopd import (EffOPDController, accepts, argmax_agreeme
                                        extrapolate, greedy_accept, is_power_of_two, matches_filter)
 from mentor.types import Prompt
 
-CONTROLLERS["effopd"] = EffOPDController  # until controllers/__init__.py imports it
+assert CONTROLLERS["effopd"] is EffOPDController
 
 
 def toy_model(w, embed=(0.25, -1.0), dtype=torch.float32):

@@ -34,7 +34,9 @@ class ControllerContext:
     device: Any
 
 
-CONTROLLERS: dict[str, Callable[..., Any]] = {}
+from .effopd import EffOPDController  # noqa: E402  (after ControllerContext, which controllers may import)
+
+CONTROLLERS: dict[str, Callable[..., Any]] = {"effopd": EffOPDController}
 
 
 def build_controllers(cfg, ctx: ControllerContext) -> list:

@@ -67,7 +67,6 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, from_dict
-from . import CONTROLLERS
 
 # The official code's keyword list (`fsdp_workers.py`), matched as substrings of the parameter name.
 DEFAULT_KEYWORDS = ("attn", "self_attn", "attention", "q_proj", "k_proj", "v_proj", "o_proj", "mlp", "ffn",
@@ -384,6 +383,3 @@ class EffOPDController:
         self.val_tokens_total = state["val_tokens_total"]
         self.val_flops_total = state["val_flops_total"]
         self.history = [dict(h) for h in state["history"]]
-
-
-CONTROLLERS["effopd"] = EffOPDController
