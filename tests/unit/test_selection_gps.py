@@ -14,6 +14,15 @@ from mentor.tasks import make_prompts
 SMALL = {"dim": 1 << 11, "hidden": 64, "history_dim": 16, "lr": 3e-3}  # a small predictor keeps tests fast
 
 
+@pytest.fixture
+def one_thread():
+    """The predictor's ops are tiny: on a busy 2-core machine, 2 intra-op threads made this test 15x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_greedy_acquisition_without_diversity_ranks_by_closeness_to_half():
     X = torch.eye(3)
     # λ = 0: utilities −(p − 0.5)² = 0, −0.0004, −0.16 -> prompt 0 then prompt 1 (spec §4.1 ids 1, 2 are 1-based)
@@ -75,7 +84,7 @@ def _pool(split: str, per_digit: int):
 TRUE = {1: 0.9, 2: 0.6, 3: 0.3, 4: 0.05}  # known pass rate per digit count
 
 
-def test_predictor_recovers_pass_rates_and_generalises_better_than_per_prompt_posteriors():
+def test_predictor_recovers_pass_rates_and_generalises_better_than_per_prompt_posteriors(one_thread):
     pool, unseen = _pool("train", 40), _pool("eval", 10)
     gps, mopps = GPS(pool, seed=0, args=SMALL), MoPPS(pool, seed=0)
     rng = np.random.default_rng(0)
@@ -96,7 +105,7 @@ def test_predictor_recovers_pass_rates_and_generalises_better_than_per_prompt_po
     assert brier(gps.predict(pool), s_pool) < brier(mopps.predict(pool), s_pool)
 
 
-def test_gps_cold_start_is_uniform_then_acquires_and_resumes_identically():
+def test_gps_cold_start_is_uniform_then_acquires_and_resumes_identically(one_thread):
     pool = _pool("train", 8)
     g = GPS(pool, seed=1, args=SMALL)
     first = g.select(4)
