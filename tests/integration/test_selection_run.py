@@ -12,11 +12,22 @@ from mentor.train import train
 
 GRPO = ["algo=grpo", "model.path=tiny:100k", "data.task=add", "data.task_args={digits: 1}", "data.num_train=128",
         "data.num_eval=8", "optim.lr=1e-3", "optim.batch_size=4", "optim.micro_batch_size=16", "sampling.max_new_tokens=12",
-        "rl.group_size=4", "eval.every=0", "run.progress=false", "run.samples_per_step=4", "run.steps=2", "run.save_every=1"]
+        "rl.group_size=4", "eval.every=0", "run.progress=false", "run.samples_per_step=4", "run.steps=2", "run.save_every=1",
+        "run.threads=1"]
 SELECTORS = {
     "mopps": ["rl.selector=mopps", "rl.selector_args={ts_ratio: 4}"],
     "gps": ["rl.selector=gps", "rl.selector_args={dim: 2048, hidden: 32, history_dim: 8}"],
 }
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """`run.threads=1` (tiny model: one thread is fastest on a busy machine) sets a process-wide value; restore it."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("name", list(SELECTORS))
