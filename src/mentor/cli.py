@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--out", help="write per-item results (JSONL) and the summary (JSON) here")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--allocate", metavar="gps:CKPT", help="test-time allocation: spend --budget samples per prompt on "
+                   "average, unevenly by the GPS predictor of a training checkpoint, and compare with uniform allocation")
+    e.add_argument("--budget", type=int, default=4, help="with --allocate: mean samples per prompt")
     e.set_defaults(fn=_eval)
 
     r = sub.add_parser("report", help="plots and a Markdown summary from a run directory")

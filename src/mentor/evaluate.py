@@ -116,6 +116,28 @@ def _parse_task_args(s: str, flag: str = "--task-args") -> dict[str, Any]:
     return out
 
 
+def _allocate_command(args, model, tokenizer, prompts) -> int:
+    """`mentor eval ... --allocate gps:RUN/ckpt/step_N --budget B`: pass@budget, predicted vs uniform allocation."""
+    import yaml
+
+    from .selection.allocate import allocate_and_eval, load_predictor
+
+    kind, _, ckpt = args.allocate.partition(":")
+    if kind != "gps" or not ckpt:
+        raise SystemExit("mentor eval: --allocate takes gps:CHECKPOINT_DIR (a GPS run's ckpt/step_N)")
+    run_cfg = Path(ckpt).resolve().parents[1] / "config.yaml"
+    selector_args = yaml.safe_load(run_cfg.read_text()).get("rl", {}).get("selector_args", {}) if run_cfg.exists() else {}
+    res = allocate_and_eval(model, tokenizer, prompts, args.budget * len(prompts), load_predictor(ckpt, selector_args),
+                            max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed,
+                            temperature=args.temperature)
+    print(json.dumps(res, indent=2, default=str))
+    if args.out:
+        from .runs import atomic_write_text
+
+        atomic_write_text(Path(args.out) / "allocation.json", json.dumps(res, indent=2, default=str))
+    return 0
+
+
 def eval_command(args) -> int:
     """`mentor eval MODEL --task NAME | --data PATH`."""
     from .models import load_model, load_tokenizer
@@ -139,6 +161,8 @@ def eval_command(args) -> int:
         prompts = [dataclasses.replace(p, verifier=args.verifier) for p in prompts]
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, device=args.device, tokenizer=tokenizer)
+    if args.allocate:
+        return _allocate_command(args, model, tokenizer, prompts)
     res = evaluate(model, tokenizer, prompts, k=args.k, greedy=args.greedy, temperature=args.temperature,
                    max_new_tokens=args.max_new_tokens, seed=args.seed, template=args.template)
     print(json.dumps(res.summary, indent=2))

@@ -106,7 +106,7 @@ class RLStepper:
         self.pool = self._fit_to_context(pool)
         self.selector = SELECTORS[self.obj.selector](self.pool, seed=cfg.run.seed, max_rounds=rl.dynamic_max_rounds,
                                                      oversample=rl.dynamic_oversample, on_exhaust=rl.dynamic_on_exhaust,
-                                                     args=rl.selector_args)
+                                                     args=self._selector_args(rl))
         self.sampler = HFSampler(model, tokenizer, cfg.sampling)
         self.transform = build_transform(rl.transform, self.pool, cfg.run.seed, rl.transform_args) if rl.transform else None
         self.pool_ids = {p.id for p in self.pool}
@@ -127,6 +127,13 @@ class RLStepper:
             self.scorer.check_routes(self.pool)
 
     # ------------------------------------------------------------------ set-up helpers
+    def _selector_args(self, rl) -> dict:
+        """The selector's own settings; dynamic sampling counts successes with the run's success threshold."""
+        args = dict(rl.selector_args)
+        if self.obj.selector == "dynamic":
+            args.setdefault("success_threshold", rl.success_threshold)
+        return args
+
     def _fit_to_context(self, pool: list[Prompt]) -> list[Prompt]:
         """Drop prompts that cannot fit prompt + max_new_tokens in the model's context (logged, not fatal)."""
         from .tasks.data import render_prompt
@@ -220,6 +227,8 @@ class RLStepper:
         # transformed prompt (e.g. a composition) is not a pool prompt, so only the transform sees its outcome
         self.selector.update([Observation(g.prompt.id, sum(g.correct), len(g.correct), step) for g in seen
                               if g.prompt.id in self.pool_ids])
+        if hasattr(self.selector, "metrics"):
+            metrics.update(self.selector.metrics())
         if self.transform is not None:
             self.transform.update(seen, step)
             metrics.update(self.transform.metrics())

@@ -72,3 +72,16 @@ def test_gps_checkpoint_predictor_and_test_time_allocation(tmp_path):
     assert sum(b["prompts"] for b in res["predicted"]["bins"].values()) == 4
     with pytest.raises(ValueError, match="no checkpoint"):
         load_predictor(tmp_path / "nowhere")
+
+
+def test_eval_allocate_cli(tmp_path, capsys):
+    import json
+
+    from mentor.cli import main
+
+    out = tmp_path / "run"
+    train(load_config(None, GRPO + SELECTORS["gps"] + [f"run.out_dir={out}", "run.steps=2"]))
+    assert main(["eval", str(out / "final"), "--task", "add", "--task-args", "digits=1", "--n", "4", "--budget", "2",
+                 "--max-new-tokens", "8", "--allocate", f"gps:{out / 'ckpt' / 'step_2'}", "--out", str(tmp_path / "ev")]) == 0
+    res = json.loads((tmp_path / "ev" / "allocation.json").read_text())
+    assert res["uniform"]["samples"] == res["predicted"]["samples"] == 8  # 2 per prompt on average, 4 prompts
