@@ -25,11 +25,12 @@ def sft_add_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def weak_checkpoint(sft_add_run) -> tuple[Path, float]:
-    """The first checkpoint whose held-out greedy accuracy is between 10% and 45%: a weak but not hopeless start
-    (the accuracy of this run climbs from ~5% to ~65% within ~100 steps, so checkpoints are 25 steps apart)."""
-    for r in read_jsonl(sft_add_run / "metrics.jsonl"):
-        acc = r.get("eval/accuracy")
-        if acc is not None and 0.10 <= acc <= 0.45 and (sft_add_run / "ckpt" / f"step_{r['step']}").exists():
-            return sft_add_run / "ckpt" / f"step_{r['step']}" / "model", acc
-    raise AssertionError("no SFT checkpoint between 10% and 45% accuracy: " +
-                         str([(r["step"], r["eval/accuracy"]) for r in read_jsonl(sft_add_run / "metrics.jsonl") if "eval/accuracy" in r]))
+    """The checkpoint whose held-out greedy accuracy is closest to 30% within [15%, 45%]: a weak but not hopeless
+    start (this run's accuracy climbs from ~5% to ~65% within ~150 steps, so checkpoints are 25 steps apart)."""
+    found = [(abs(r["eval/accuracy"] - 0.30), r["step"], r["eval/accuracy"]) for r in read_jsonl(sft_add_run / "metrics.jsonl")
+             if 0.15 <= r.get("eval/accuracy", -1) <= 0.45 and (sft_add_run / "ckpt" / f"step_{r['step']}").exists()]
+    if not found:
+        raise AssertionError("no SFT checkpoint between 15% and 45% accuracy: " + str(
+            [(r["step"], r["eval/accuracy"]) for r in read_jsonl(sft_add_run / "metrics.jsonl") if "eval/accuracy" in r]))
+    _, step, acc = min(found)
+    return sft_add_run / "ckpt" / f"step_{step}" / "model", acc
