@@ -41,6 +41,7 @@ prompt being the last problem of its chain; depth follows `mentor.tasks.curricul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -415,15 +416,10 @@ def rewrite(composed: Prompt, cfg: RewriteConfig) -> tuple[Prompt, str]:
         if why is None:
             meta = {**composed.meta, "composition": {**composed.meta["composition"], "rewrite": "accepted",
                                                        "exact_text": composed.text}}
-            return Prompt(**{**_fields(composed), "text": cand, "meta": meta}), "accepted"
+            return dataclasses.replace(composed, text=cand, meta=meta), "accepted"
         status = f"rejected: {why}"
     meta = {**composed.meta, "composition": {**composed.meta["composition"], "rewrite": status}}
-    return Prompt(**{**_fields(composed), "meta": meta}), status
-
-
-def _fields(p: Prompt) -> dict:
-    return {k: getattr(p, k) for k in ("id", "text", "messages", "answer", "verifier", "source", "domain",
-                                       "difficulty", "mode", "row", "meta")}
+    return dataclasses.replace(composed, meta=meta), status
 
 
 # ----------------------------------------------------------------------------- chains from pools
