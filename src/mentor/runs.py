@@ -91,6 +91,27 @@ class JsonlLog:
         atomic_write_text(self.path, "".join(line + "\n" for line in keep))
 
 
+def iter_jsonl_objects(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (`"FILE:LINE"`, object) for every non-blank line of a JSONL file (`.gz` too). A line that is not a JSON
+    object raises `error` naming the file and line — the one reader behind every user-facing JSONL input."""
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield where, row
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():

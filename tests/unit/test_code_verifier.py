@@ -179,7 +179,7 @@ def test_load_code_rows_names_the_line(tmp_path):
     path = tmp_path / "rows.jsonl"
     good = json.dumps({"prompt": "p", "tests": [{"input": "", "output": "1"}]})
     path.write_text(good + "\n\n" + good + "\n{broken\n")
-    with pytest.raises(ValueError, match=r"rows.jsonl:4: not JSON"):
+    with pytest.raises(ValueError, match=r"rows.jsonl:4: invalid JSON"):
         load_code_rows(path)
     path.write_text(good + "\n" + json.dumps({"prompt": "p"}) + "\n")
     with pytest.raises(ValueError, match=r"rows.jsonl 2: needs 'tests'"):

@@ -51,7 +51,7 @@ def test_limit_and_answer_extract_modes(tmp_path):
     assert [p.answer for p in load_rows(str(gsm8k_fixture_path()), fields=GSM, limit=3)] == ["24", "14", "110"]
     kept = load_rows(str(gsm8k_fixture_path()), fields=GSM, limit=1, answer_extract="none")
     assert kept[0].answer.endswith("#### 24")
-    with pytest.raises(DataError, match=r"gsm8k_fixture.jsonl, line 21, field 'answer': no '#### <answer>'"):
+    with pytest.raises(DataError, match=r"gsm8k_fixture.jsonl:21, field 'answer': no '#### <answer>'"):
         load_rows(str(gsm8k_fixture_path()), fields=GSM, answer_extract="gsm8k")
     with pytest.raises(DataError, match="answer_extract 'hash'"):
         load_rows(str(gsm8k_fixture_path()), fields=GSM, answer_extract="hash")
@@ -61,7 +61,7 @@ def test_bad_json_line_names_file_and_line(tmp_path):
     path = _write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "1+1=", "answer": "2"}, "", '{"prompt": "2+2=", "answer": 4'])
     with pytest.raises(DataError) as e:
         load_rows(str(path))
-    assert str(path) in str(e.value) and "line 3" in str(e.value) and "invalid JSON" in str(e.value)
+    assert str(path) in str(e.value) and f"{path}:3:" in str(e.value) and "invalid JSON" in str(e.value)
 
 
 @pytest.mark.parametrize("row,field_,message", [
@@ -78,15 +78,15 @@ def test_malformed_row_names_file_line_and_field(tmp_path, row, field_, message)
     path = _write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "ok", "answer": "1"}, row])
     with pytest.raises(DataError) as e:
         load_rows(str(path))
-    assert f"{path}, line 2, field '{field_}'" in str(e.value) and message in str(e.value)
+    assert f"{path}:2, field '{field_}'" in str(e.value) and message in str(e.value)
 
 
 def test_not_an_object_and_duplicate_ids(tmp_path):
     path = _write_jsonl(tmp_path / "list.jsonl", ["[1, 2]"])
-    with pytest.raises(DataError, match=r"list.jsonl, line 1: expected a JSON object, got list"):
+    with pytest.raises(DataError, match=r"list.jsonl:1: expected a JSON object, got list"):
         load_rows(str(path))
     path = _write_jsonl(tmp_path / "dup.jsonl", [{"id": 7, "prompt": "a", "answer": "1"}, {"id": "7", "prompt": "b", "answer": "2"}])
-    with pytest.raises(DataError, match=r"dup.jsonl, line 2, field 'id': duplicate id '7' \(first at .*line 1\)"):
+    with pytest.raises(DataError, match=r"dup.jsonl:2, field 'id': duplicate id '7' \(first at .*:1\)"):
         load_rows(str(path))
 
 

@@ -134,20 +134,9 @@ def iter_rows(path: str, batch_size: int = 8192) -> Iterator[dict]:
         for batch in pf.iter_batches(batch_size=batch_size):
             yield from batch.to_pylist()
     elif suffix in (".jsonl", ".json", ".jsonl.gz"):
-        import gzip
+        from ..runs import iter_jsonl_objects
 
-        opener = gzip.open if suffix.endswith(".gz") else open
-        with opener(p, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                yield row
+        yield from (row for _, row in iter_jsonl_objects(p))
     else:
         raise ValueError(f"dataset {path}: unknown format {p.suffix!r} (use .jsonl, .parquet, a directory or hf:ID)")
 

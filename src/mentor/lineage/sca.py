@@ -48,37 +48,30 @@ def read_eval(path: str | Path) -> dict[str, float]:
     "correct": bool | 0/1 | [bool, ...]  (list -> mean over samples), or "pass_rate" / "mean" / "score": float in [0, 1].
     Duplicate ids are an error."""
     out: dict[str, float] = {}
-    path = Path(path)
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or "id" not in rec:
-                raise ValueError(f"{where}: expected an object with an 'id'")
-            rid = str(rec["id"])
-            if rid in out:
-                raise ValueError(f"{where}: duplicate id {rid!r}")
-            if "correct" in rec:
-                c = rec["correct"]
-                vals = c if isinstance(c, list) else [c]
-                if not vals or not all(isinstance(v, (bool, int, float)) and v in (0, 1, True, False) for v in vals):
-                    raise ValueError(f"{where}: 'correct' must be a bool, 0/1, or a non-empty list of them, got {c!r}")
-                out[rid] = float(np.mean([float(v) for v in vals]))
+    from ..runs import iter_jsonl_objects
+
+    for where, rec in iter_jsonl_objects(path):
+        if "id" not in rec:
+            raise ValueError(f"{where}: expected an object with an 'id'")
+        rid = str(rec["id"])
+        if rid in out:
+            raise ValueError(f"{where}: duplicate id {rid!r}")
+        if "correct" in rec:
+            c = rec["correct"]
+            vals = c if isinstance(c, list) else [c]
+            if not vals or not all(isinstance(v, (bool, int, float)) and v in (0, 1, True, False) for v in vals):
+                raise ValueError(f"{where}: 'correct' must be a bool, 0/1, or a non-empty list of them, got {c!r}")
+            out[rid] = float(np.mean([float(v) for v in vals]))
+        else:
+            for k in ("pass_rate", "mean", "score"):
+                if k in rec:
+                    v = rec[k]
+                    if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                        raise ValueError(f"{where}: {k!r} must be a number in [0, 1], got {v!r}")
+                    out[rid] = float(v)
+                    break
             else:
-                for k in ("pass_rate", "mean", "score"):
-                    if k in rec:
-                        v = rec[k]
-                        if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                            raise ValueError(f"{where}: {k!r} must be a number in [0, 1], got {v!r}")
-                        out[rid] = float(v)
-                        break
-                else:
-                    raise ValueError(f"{where}: no correctness field (expected 'correct' or 'pass_rate')")
+                raise ValueError(f"{where}: no correctness field (expected 'correct' or 'pass_rate')")
     return out
 
 

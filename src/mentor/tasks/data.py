@@ -57,18 +57,10 @@ def gsm8k_fixture_path() -> Path:
 # ----------------------------------------------------------------------------- readers
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, int | None, dict]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, lineno, row
+    from ..runs import iter_jsonl_objects
+
+    for where, row in iter_jsonl_objects(path, DataError):
+        yield where, int(where.rsplit(":", 1)[1]), row
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[str, int | None, dict]]:

@@ -461,18 +461,9 @@ def code_prompt(row: dict, index: int = 0, source: str = "") -> Prompt:
 
 def load_code_rows(path: str | Path) -> list[Prompt]:
     """Code prompts from a JSONL file of code rows; errors name the file and line."""
-    path = Path(path)
-    prompts = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not JSON: {e}") from None
-            prompts.append(code_prompt(row, lineno, source=str(path)))
-    return prompts
+    from ..runs import iter_jsonl_objects
+
+    return [code_prompt(row, int(where.rsplit(":", 1)[1]), source=str(path)) for where, row in iter_jsonl_objects(path)]
 
 
 def fixture_path() -> Path:
