@@ -18,3 +18,13 @@ def tokenizer():
     from mentor.models import build_tokenizer
 
     return build_tokenizer()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: a second intra-op thread only adds synchronisation (12x slower on a busy 2-core machine).
+    Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,12 +19,7 @@ SMALL = ["batch_size=16", "zs_dim=32", "zsa_dim=32", "za_dim=16", "enc_hdim=32",
 SMALL_TD3 = ["batch_size=16", "hdim=32"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train_args(algo, out):

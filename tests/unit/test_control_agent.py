@@ -29,13 +29,7 @@ DRQ_CHANGES = {"infonce_weight": 0.1, "infonce_tau": 0.1, "faded_replay": True, 
 CORE = {"infonce_weight", "infonce_tau", "faded_replay", "fade_decay", "fade_floor"}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation (12x slower on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_mrq_preset_equals_mrq_defaults():

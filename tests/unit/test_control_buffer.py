@@ -9,13 +9,7 @@ from mentor.control import losses as L
 from mentor.control.buffer import ReplayBuffer
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation (12x slower on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fill(buf: ReplayBuffer, rewards, ends, start_obs=0.0):

@@ -9,12 +9,7 @@ from mentor.control.envs import make_env
 from mentor.control.networks import Encoder
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_gym_env_rescales_actions_to_the_box():
