@@ -98,8 +98,8 @@ def quickstart(out: str | Path = "runs/quickstart", fast: bool = False) -> dict[
                                                           f"distill.teacher={teacher_model}"], out / "opd")
     curves = {"teacher SFT": _accuracy(teacher_root / "sft"), "teacher GRPO": _accuracy(teacher_root / "grpo"),
               "student SFT": _accuracy(student_dir), "student GRPO": _accuracy(grpo_dir), "student OPD": _accuracy(opd_dir)}
-    tokens = {"student GRPO": _accuracy(grpo_dir, "cost/total_sampled_tokens"),
-              "student OPD": _accuracy(opd_dir, "cost/total_sampled_tokens")}
+    tokens = {"student GRPO": _accuracy(grpo_dir, "cost/tokens_sampled"),
+              "student OPD": _accuracy(opd_dir, "cost/tokens_sampled")}
     summary = write_summary(out, curves, tokens, time.perf_counter() - t0)
     print(f"\nmentor quickstart done in {time.perf_counter() - t0:.0f} s")
     for name, c in curves.items():

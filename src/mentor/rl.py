@@ -26,6 +26,7 @@ import torch
 
 from . import losses
 from .config import ConfigError, TrainConfig
+from .cost import FORWARD, FORWARD_BACKWARD, CostMeter, flop_params
 from .objectives import Resolved, resolve
 from .types import Prompt, Rollout, TrainBatch
 
@@ -114,8 +115,9 @@ class RLStepper:
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed + 1)
         self.reference = self._load_reference() if rl.kl_coef > 0 else None
         self.reward_errors = 0
-        self.cost = {"sampled_tokens": 0, "teacher_tokens": 0, "trained_tokens": 0, "flops": 0.0}
-        self.n_params = _numel(model)
+        self.cost = CostMeter()
+        self.n_params = flop_params(model)
+        self.horizon: int | None = cfg.sampling.horizon  # a horizon controller (ADWIN) sets this before each step
         self.scorer = None
         if self.obj.objective.distill:
             from .objectives import check_distill
@@ -189,7 +191,7 @@ class RLStepper:
         self.model.eval()
         with torch.no_grad():
             out = self.sampler.generate(prompts, n=self.obj.group_size, generator=self.generator,
-                                        template=self.cfg.data.prompt_template)
+                                        template=self.cfg.data.prompt_template, horizon=self.horizon)
         texts = [[r.text or self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rs] for rs in out]
         code = [(i, j) for i, p in enumerate(prompts) if p.verifier == "code" for j in range(len(out[i]))]
         batched: dict[tuple[int, int], float] = {}
@@ -232,6 +234,8 @@ class RLStepper:
         if self.transform is not None:
             self.transform.update(seen, step)
             metrics.update(self.transform.metrics())
+        sampled = sum(len(r.prompt_ids) + r.length for g in seen for r in g.rollouts)  # dropped groups included
+        self.cost.add("sampled", sampled, FORWARD * self.n_params * sampled)
         if not groups:
             return {**metrics, "skipped_empty_batch": 1.0, **{f"time/{k}": v for k, v in times.items()}}
 
@@ -244,8 +248,8 @@ class RLStepper:
             L_max = cfg.sampling.max_new_tokens
             shaped_BG = shaped_BG + losses.overlong_penalty(lengths_BG, L_max, rl.overlong_cache or max(1, L_max // 5))
         batch = collate_rollouts(rollouts, self.tokenizer.pad_token_id, self.device)
-        if rl.overlong_filter:
-            truncated = torch.tensor([r.finish_reason != "stop" for r in rollouts], device=self.device)
+        if rl.overlong_filter:  # a horizon cut (ADWIN prefixes) is not an overlong answer: only "length" is filtered
+            truncated = torch.tensor([r.finish_reason == "length" for r in rollouts], device=self.device)
             batch.loss_mask[truncated] = 0.0
             batch.num_loss_tokens = int(batch.loss_mask.sum())
         if obj.objective.advantage is not None:
@@ -281,12 +285,13 @@ class RLStepper:
             "response_length/mean": float(lengths.mean()),
             "response_length/correct": float(lengths[correct > 0].mean()) if correct.any() else float("nan"),
             "response_length/wrong": float(lengths[correct == 0].mean()) if (correct == 0).any() else float("nan"),
-            "truncated": float(np.mean([r.finish_reason != "stop" for r in rollouts])),
+            "truncated": float(np.mean([r.finish_reason == "length" for r in rollouts])),
+            "horizon_cut": float(np.mean([r.finish_reason == "horizon" for r in rollouts])),
             "reward/errors": self.reward_errors, "tokens": int(batch.attention_mask.sum()),
             "sampled_tokens": int(lengths.sum()),
         })
         metrics.update(learn)
-        metrics.update(self._account(batch, groups, lengths))
+        self._account(batch)
         metrics.update({f"time/{k}": v for k, v in times.items()})
         metrics["_samples"] = [{"prompt": g.prompt.text, "completion": g.texts[0], "reward": g.rewards[0], "answer": g.prompt.answer}
                                for g in groups[: cfg.run.samples_per_step]]
@@ -410,51 +415,40 @@ class RLStepper:
         return out
 
     # ------------------------------------------------------------------ cost accounting
-    def _account(self, batch: TrainBatch, groups: list[Group], lengths: torch.Tensor) -> dict[str, float]:
-        """Tokens sampled, teacher-scored and trained this step, and an estimated FLOP count (2·N per token for a
-        forward pass, 6·N for forward + backward; attention ignored), with running totals — so any two runs can be
-        compared on accuracy against cumulative cost."""
+    def _account(self, batch: TrainBatch) -> None:
+        """Add this step's learner passes and teacher / reference prefills to the run's cost meter (`mentor.cost`;
+        student sampling is added in `step`, dropped groups included)."""
         rl = self.cfg.rl
         seq_tokens = int(batch.attention_mask.sum())
-        sampled = int(lengths.sum())
-        flops = 2.0 * self.n_params * seq_tokens  # sampling (prefill + decode of every prompt and completion)
-        trained = int(batch.loss_mask.sum()) * rl.ppo_epochs
-        flops += 6.0 * self.n_params * seq_tokens * rl.ppo_epochs
-        if rl.recompute_old_logprobs and not (rl.ppo_epochs == 1 and rl.minibatches == 1):
-            flops += 2.0 * self.n_params * seq_tokens
-        teacher = 0
+        N = self.n_params
+        self.cost.add("trained", seq_tokens * rl.ppo_epochs, FORWARD_BACKWARD * N * seq_tokens * rl.ppo_epochs)
+        if rl.recompute_old_logprobs and not (rl.ppo_epochs == 1 and rl.minibatches == 1):  # the ℓold pass
+            self.cost.add("trained", seq_tokens, FORWARD * N * seq_tokens)
+        if self.reference is not None:  # KL-to-reference prefill
+            self.cost.add("teacher", seq_tokens, FORWARD * N * seq_tokens)
         if self.scorer is not None:  # each row is prefilled by its own teacher (and reference when λ != 1)
-            teacher = seq_tokens
             tokens_N = batch.attention_mask.sum(1)
             for i, t in enumerate(self.scorer.teachers.values()):
-                rows_tokens = float(tokens_N[batch.extras["route"] == i].sum())
-                flops += 2.0 * _numel(t.model) * rows_tokens
+                rows_tokens = int(tokens_N[batch.extras["route"] == i].sum())
+                self.cost.add("teacher", rows_tokens, FORWARD * flop_params(t.model) * rows_tokens)
                 if t.reference is not None:
-                    flops += 2.0 * _numel(self.scorer.references[t.reference]) * rows_tokens
-        if self.reference is not None:
-            flops += 2.0 * self.n_params * seq_tokens
-        for k, v in (("sampled_tokens", sampled), ("teacher_tokens", teacher), ("trained_tokens", trained), ("flops", flops)):
-            self.cost[k] += v
-        return {"cost/sampled_tokens": sampled, "cost/teacher_tokens": teacher, "cost/trained_tokens": trained,
-                "cost/flops": flops, **{f"cost/total_{k}": v for k, v in self.cost.items()}}
+                    ref = self.scorer.references[t.reference]
+                    self.cost.add("teacher", rows_tokens, FORWARD * flop_params(ref) * rows_tokens)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"selector": self.selector.state_dict(), "generator": self.generator.get_state(),
-                "reward_errors": self.reward_errors, "cost": dict(self.cost),
+                "reward_errors": self.reward_errors, "cost": self.cost.state_dict(), "horizon": self.horizon,
                 "transform": self.transform.state_dict() if self.transform is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.selector.load_state_dict(state["selector"])
         self.generator.set_state(state["generator"])
         self.reward_errors = state["reward_errors"]
-        self.cost = dict(state["cost"])
+        self.cost.load_state_dict(state["cost"])
+        self.horizon = state["horizon"]
         if self.transform is not None:
             self.transform.load_state_dict(state["transform"])
-
-
-def _numel(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def make_rl_stepper(cfg, model, tokenizer, optimizer, scheduler, pool, device):

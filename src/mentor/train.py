@@ -318,6 +318,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             record.update(before)
             for _, c in controllers:
                 record.update(c.after_step(step, ctx, record))
+            if hasattr(stepper, "cost"):  # cumulative tokens and FLOPs by role, controllers' work included
+                record.update(stepper.cost.metrics())
             record["time/step"] = time.perf_counter() - t0
             if "tokens" in record:
                 record["tokens_per_s"] = record["tokens"] / record["time/step"]

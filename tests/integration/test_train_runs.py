@@ -96,14 +96,19 @@ def test_opd_run_logs_teacher_metrics(tmp_path, teacher_dir):
     records = read_jsonl(out / "metrics.jsonl")
     rec = records[1]
     assert rec["opd/reverse_kl"] > 0 and rec["opd/teacher_nll"] > 0 and 0 <= rec["opd/adv_positive"] <= 1
-    # Cost accounting by hand: student and teacher are both tiny:100k (N = 137,984 parameters). Per sequence token:
-    # sampling forward 2N + training forward/backward 6N + teacher prefill 2N = 10N FLOPs.
+    # Cost accounting by hand (cumulative counters): student and teacher are both tiny:100k, whose non-embedding
+    # parameter count (mentor.cost.flop_params) is N = 137,984 − 103 × 64 (tied embedding) = 131,392. Per sequence
+    # token (prompt + completion): sampling forward 2N + training forward/backward 6N + teacher prefill 2N = 10N.
+    N = 137_984 - 103 * 64
     steps = [r for r in records if "cost/flops" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    prev = dict.fromkeys(("cost/flops", "cost/tokens_sampled", "cost/tokens_teacher", "cost/tokens_trained"), 0)
     for r in steps:
-        assert r["cost/flops"] == pytest.approx(10 * 137_984 * r["tokens"])
-        assert r["cost/sampled_tokens"] == r["sampled_tokens"] and r["cost/teacher_tokens"] == r["tokens"]
-    assert steps[-1]["cost/total_sampled_tokens"] == sum(r["cost/sampled_tokens"] for r in steps)
-    assert steps[-1]["cost/total_flops"] == pytest.approx(sum(r["cost/flops"] for r in steps))
+        assert r["cost/flops"] - prev["cost/flops"] == pytest.approx(10 * N * r["tokens"])
+        for role in ("sampled", "teacher", "trained"):
+            assert r[f"cost/tokens_{role}"] - prev[f"cost/tokens_{role}"] == r["tokens"]
+        assert r["cost/tokens_audit"] == 0
+        prev = r
     assert not (out / "reference_init").exists()  # λ = 1 loads no reference
 
 

@@ -123,6 +123,15 @@ def test_horizon_cut_reason_and_stop_on_last_token():
     assert [o.finish_reason for o in outs] == ["horizon", "stop"]
 
 
+def test_prefix_rollouts_never_pass_the_horizon():
+    # specs/adwin.md §4.1: a model that would emit 50 tokens without EOS, H = 16 → 16 tokens each, "horizon";
+    # with EOS as the 10th token → 10 tokens, "stop"
+    outs, _ = decode([[7] * 50, [7] * 50], limit=16, cut="horizon")
+    assert [(len(o.completion_ids), o.finish_reason) for o in outs] == [(16, "horizon")] * 2
+    outs, _ = decode([[7] * 9 + [0] + [7] * 40], limit=16, cut="horizon")
+    assert (len(outs[0].completion_ids), outs[0].finish_reason) == (10, "stop")
+
+
 def test_several_eos_ids_and_no_eos():
     outs, _ = decode([[7, 3, 9], [4, 9, 9]], eos=(3, 4), limit=3)
     assert [(o.completion_ids, o.finish_reason) for o in outs] == [([7, 3], "stop"), ([4], "stop")]

@@ -40,6 +40,8 @@ HAND = [
     ("expr", {}, {"expr": "(2-5)*4"}, "(2-5)*4=", "(-3)*4:-12"),
     # 5 +3 *2 -4: 8, 16, 12
     ("chain", {}, {"start": 5, "ops": ["+3", "*2", "-4"]}, "5;+3;*2;-4=", "5+3=8;8*2=16;16-4=12:12"),
+    # labelled: op i carries the i-th letter in the prompt and in its step
+    ("chain", {"labels": True}, {"start": 5, "ops": ["+3", "*2", "-4"]}, "5;a+3;b*2;c-4=", "a5+3=8;b8*2=16;c16-4=12:12"),
 ]
 
 
@@ -203,6 +205,8 @@ def test_config_errors():
         get_task("add", digit=3)
     with pytest.raises(ConfigError, match=r"digits must be an integer in \[1, 40\], got 0"):
         get_task("add", digits=0)
+    with pytest.raises(ConfigError, match="labels: true supports at most 52 steps, got 60"):
+        get_task("chain", steps=60, labels=True)
     with pytest.raises(ConfigError, match="scratchpad must be true or false"):
         get_task("add", scratchpad="yes")
     with pytest.raises(ConfigError, match="split 'dev'"):

@@ -34,9 +34,10 @@ class ControllerContext:
     device: Any
 
 
-from .effopd import EffOPDController  # noqa: E402  (after ControllerContext, which controllers may import)
+from .adwin import AdwinController  # noqa: E402  (after ControllerContext, which controllers may import)
+from .effopd import EffOPDController  # noqa: E402
 
-CONTROLLERS: dict[str, Callable[..., Any]] = {"effopd": EffOPDController}
+CONTROLLERS: dict[str, Callable[..., Any]] = {"adwin": AdwinController, "effopd": EffOPDController}
 
 
 def build_controllers(cfg, ctx: ControllerContext) -> list:

@@ -67,6 +67,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, from_dict
+from ..cost import FORWARD, flop_params
 
 # The official code's keyword list (`fsdp_workers.py`), matched as substrings of the parameter name.
 DEFAULT_KEYWORDS = ("attn", "self_attn", "attention", "q_proj", "k_proj", "v_proj", "o_proj", "mlp", "ffn",
@@ -294,8 +295,10 @@ class EffOPDController:
         rollouts = [r for g in groups for r in g]
         tokens = sum(r.length for r in rollouts)
         processed = sum(len(r.prompt_ids) + r.length for r in rollouts)
-        n_student = sum(p.numel() for p in ctx.model.parameters())
-        flops = 2.0 * n_student * processed
+        flops = FORWARD * flop_params(ctx.model) * processed
+        meter = getattr(ctx.stepper, "cost", None)  # the run's cost accounting counts validation sampling
+        if meter is not None:
+            meter.add("sampled", processed, flops)
         if self.c.val_score == "verifier":
             scores = []
             for p, g in zip(self.val_prompts, groups):
@@ -304,7 +307,10 @@ class EffOPDController:
                     scores.append(s if math.isfinite(s) else 0.0)
             return float(np.mean(scores)), tokens, flops
         v, teacher_flops = self._teacher_agreement(ctx, groups)
-        return v, tokens, flops * 2 + teacher_flops  # student prefill again + teacher prefill
+        if meter is not None:  # the student prefill again, and the teachers' prefills
+            meter.add("sampled", processed, flops)
+            meter.add("teacher", processed, teacher_flops)
+        return v, tokens, flops * 2 + teacher_flops
 
     def _teacher_agreement(self, ctx, groups) -> tuple[float, float]:
         from ..rl import collate_rollouts
@@ -321,7 +327,7 @@ class EffOPDController:
         with torch.no_grad():
             for name, teacher in scorer.teachers.items():
                 rows = [i for i, r in enumerate(routes) if r == name]
-                n_t = sum(p.numel() for p in teacher.model.parameters())
+                n_t = flop_params(teacher.model)
                 for i in range(0, len(rows), mbs):
                     ix = torch.tensor(rows[i:i + mbs], device=batch.input_ids.device)
                     ids, am = batch.input_ids[ix], batch.attention_mask[ix]
@@ -329,7 +335,7 @@ class EffOPDController:
                     t_logits = teacher.model(input_ids=ids, attention_mask=am).logits[:, :-1, :V]
                     a, b = argmax_agreement(s_logits, t_logits, batch.loss_mask[ix])
                     same, total = same + a, total + b
-                    teacher_flops += 2.0 * n_t * float(am.sum())
+                    teacher_flops += FORWARD * n_t * float(am.sum())
         ctx.model.train(was_training)
         return (same / total if total else 0.0), teacher_flops
 

@@ -35,7 +35,10 @@ Scratchpad rules, per family:
   number inside an expression is written ``(-4)``.
 - chain: the long-horizon family (for ADWIN-style experiments): k operations ``+d``, ``-d``, ``*d`` applied left to right
   to a running value; one step ``v op d=r`` per operation, so the scratchpad grows linearly (~8 chars per step: 300+
-  characters at steps=40), and an early mistake propagates to the answer.
+  characters at steps=40), and an early mistake propagates to the answer. ``labels: true`` tags the i-th operation
+  with the i-th letter in the prompt and in its step (``5;a+3;b*2=`` → ``a5+3=8;b8*2=16:16``): the next operation is
+  then found by looking up the next letter, a content match a tiny model learns quickly, instead of counting
+  positions (at most 52 steps).
 
 Every task also has the knob ``scratchpad`` (default true): false gives the trace ``":" + answer`` (answer only), for
 methods that need a real length-accuracy trade-off (ORBIT budget modes).
@@ -438,6 +441,9 @@ def _intermediate_values(node) -> list[int]:
     return lv + rv + [_APPLY[op](lv[-1], rv[-1])]
 
 
+CHAIN_LABELS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Chain(Task):
     name: ClassVar[str] = "chain"
@@ -446,10 +452,15 @@ class Chain(Task):
 
     steps: int = 6  # number of operations (the scratchpad has one step each)
     max_value: int = 99  # the start and every running value stay in [0, max_value]
+    labels: bool = False  # tag op i with the i-th letter in prompt and scratchpad (a content lookup, not counting)
 
     def _check(self):
         self._int_knob("steps", 1, 1000)
         self._int_knob("max_value", 10, 10**9)
+        if not isinstance(self.labels, bool):
+            raise ConfigError(f"task 'chain': labels must be true or false, got {self.labels!r}")
+        if self.labels and self.steps > len(CHAIN_LABELS):
+            raise ConfigError(f"task 'chain': labels: true supports at most {len(CHAIN_LABELS)} steps, got {self.steps}")
 
     def sample(self, rng):
         v = rng.randint(0, self.max_value)
@@ -471,14 +482,17 @@ class Chain(Task):
             raise ValueError(f"task 'chain': start must be an integer, got {start!r}")
         if not ops:
             raise ValueError("task 'chain': ops must not be empty")
+        if self.labels and len(ops) > len(CHAIN_LABELS):
+            raise ValueError(f"task 'chain': labels cover at most {len(CHAIN_LABELS)} ops, got {len(ops)}")
+        tags = CHAIN_LABELS if self.labels else [""] * len(ops)
         v, steps = start, []
         for i, o in enumerate(ops):
             if not (isinstance(o, str) and re.fullmatch(r"[-+*]\d+", o)):
                 raise ValueError(f"task 'chain': ops[{i}] must look like '+3', '-4' or '*2', got {o!r}")
             r = _APPLY[o[0]](v, int(o[1:]))
-            steps.append(f"{v}{o}={r}")
+            steps.append(f"{tags[i]}{v}{o}={r}")
             v = r
-        return f"{start};{';'.join(ops)}=", ";".join(steps), str(v)
+        return f"{start};{';'.join(t + o for t, o in zip(tags, ops))}=", ";".join(steps), str(v)
 
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (Add, Mul, Sort, Count, Mod, Expr, Chain)}
