@@ -239,6 +239,8 @@ def _coerce(tp, value, path: str):
                 errors.append(str(e))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {_name(tp)}")
     if origin is Literal:
+        if isinstance(value, bool) and ("off" if value is False else "on") in args:
+            value = "off" if value is False else "on"  # YAML 1.1 reads a bare off / on as a boolean
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {list(args)}")
         return value

@@ -117,8 +117,25 @@ def _draw(logits_BV: torch.Tensor, *, greedy: bool, temperature: float, top_k: i
     else:
         logp_BV = sampling_logprobs(logits_BV, temperature=temperature, top_k=top_k, top_p=top_p,
                                     vocab_size=vocab_size)
-        ids_B = torch.multinomial(logp_BV.exp(), 1, generator=generator).squeeze(1)
+        ids_B = _multinomial(logp_BV.exp(), generator)
     return ids_B, logp_BV.gather(1, ids_B[:, None]).squeeze(1)
+
+
+def _multinomial(probs_BV: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row. Runs keep their sampling generator on the CPU (its state is checkpointed), so on an
+    accelerator the uniforms come from that CPU generator and the draw is an inverse-CDF lookup on the device:
+    B random numbers cross the bus per token, not B × V probabilities. Zero-probability tokens are never drawn."""
+    if generator is None or generator.device.type == probs_BV.device.type:
+        return torch.multinomial(probs_BV, 1, generator=generator).squeeze(1)
+    u_B = torch.rand(probs_BV.shape[0], generator=generator, dtype=torch.float64).to(probs_BV.device)
+    return inverse_cdf_draw(probs_BV, u_B)
+
+
+def inverse_cdf_draw(probs_BV: torch.Tensor, u_B: torch.Tensor) -> torch.Tensor:
+    """The token i with cdf_{i-1} ≤ u·total < cdf_i, per row (u ∈ [0, 1))."""
+    cdf_BV = probs_BV.double().cumsum(-1)
+    ids_B1 = torch.searchsorted(cdf_BV, u_B.double()[:, None] * cdf_BV[:, -1:], right=True)
+    return ids_B1.squeeze(1).clamp_max(probs_BV.shape[1] - 1)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -128,10 +128,10 @@ def backward_step(model, optimizer, scheduler, batches: Iterable[TrainBatch], lo
 class SFTStepper:
     """Supervised fine-tuning on traces (`sft.py`)."""
 
-    def __init__(self, cfg: TrainConfig, model, tokenizer, optimizer, scheduler, train_prompts: list[Prompt]):
+    def __init__(self, cfg: TrainConfig, model, tokenizer, optimizer, scheduler, train_prompts: list[Prompt], device):
         from . import sft
 
-        self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
+        self.cfg, self.model, self.tokenizer, self.device = cfg, model, tokenizer, device
         self.optimizer, self.scheduler = optimizer, scheduler
         self.examples, self.dropped = sft.build_examples(train_prompts, tokenizer, cfg.data.prompt_template, cfg.sft.max_length)
         if not self.examples:
@@ -144,7 +144,8 @@ class SFTStepper:
         o = self.cfg.optim
         idx = self.cursor.next_batch(len(self.examples), o.batch_size, self.cfg.run.seed)
         batch = [self.examples[i] for i in idx]
-        mbs = sft.micro_batches(batch, o.micro_batch_size, self.tokenizer.pad_token_id, self.cfg.sft.bucket)
+        mbs = [mb.to(self.device) for mb in sft.micro_batches(batch, o.micro_batch_size, self.tokenizer.pad_token_id,
+                                                              self.cfg.sft.bucket)]
         n_tok = sum(mb.num_loss_tokens for mb in mbs)
         self.model.train()
         m = backward_step(self.model, self.optimizer, self.scheduler, mbs, sft.sft_loss, n_tok, o.grad_clip)
@@ -160,7 +161,7 @@ class SFTStepper:
 
 def make_stepper(cfg: TrainConfig, model, tokenizer, optimizer, scheduler, train_prompts, device):
     if cfg.algo == "sft":
-        return SFTStepper(cfg, model, tokenizer, optimizer, scheduler, train_prompts)
+        return SFTStepper(cfg, model, tokenizer, optimizer, scheduler, train_prompts, device)
     try:
         from .rl import make_rl_stepper
     except ImportError:
@@ -324,7 +325,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if "tokens" in record:
                 record["tokens_per_s"] = record["tokens"] / record["time/step"]
             samples = record.pop("_samples", None)
-            if cfg.eval.every > 0 and (step % cfg.eval.every == 0 or step == cfg.run.steps):
+            if (cfg.eval.every > 0 and step % cfg.eval.every == 0) or step == cfg.run.steps:  # every=0: at the end
                 ev, res = run_eval(cfg, model, tokenizer, eval_prompts, step)
                 record.update(ev)
                 samples = samples or res.items[: cfg.run.samples_per_step]

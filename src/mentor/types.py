@@ -79,3 +79,9 @@ class TrainBatch:
     advantages: torch.Tensor | None = None  # (B, T-1) or (B,)
     num_loss_tokens: int = 0
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device) -> "TrainBatch":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return TrainBatch(move(self.input_ids), move(self.attention_mask), move(self.loss_mask),
+                          move(self.old_logprobs), move(self.advantages), self.num_loss_tokens,
+                          {k: move(v) for k, v in self.extras.items()})

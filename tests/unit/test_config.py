@@ -86,3 +86,12 @@ def test_recipe_file_errors(tmp_path):
     recipe.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="expected a mapping at the top level"):
         load_config(recipe)
+
+
+def test_bare_off_from_yaml_or_the_command_line_means_the_string():
+    # YAML 1.1 reads `off` as False; a Literal field that allows "off" takes it as "off"
+    from mentor.config import load_config
+
+    assert load_config(None, ["model.autocast=off"]).model.autocast == "off"
+    with pytest.raises(ConfigError, match=r"model.autocast: True is not allowed"):
+        load_config(None, ["model.autocast=yes"])

@@ -179,3 +179,15 @@ def test_bad_arguments_name_what_is_wrong(kwargs, message):
 def test_empty_prompt_is_rejected_with_its_index():
     with pytest.raises(ValueError, match="prompt 1 is empty"):
         sample(torch.nn.Linear(1, 1), [[3], []], eos_token_id=1, pad_token_id=0, max_new_tokens=4)
+
+
+def test_inverse_cdf_draw_used_on_accelerators():
+    """`_multinomial`'s accelerator path (a CPU generator's uniforms, the lookup on the device). probs (0.1, 0, 0.2,
+    0.3, 0.4) have cdf (0.1, 0.1, 0.3, 0.6, 1.0): u = 0.05 → 0, u = 0.1 → 2 (the zero-probability token 1 is
+    skipped), 0.3 → 3, 0.65 → 4, 0.999 → 4; unnormalised rows (×2) give the same tokens."""
+    from mentor.sampling import inverse_cdf_draw
+
+    probs = torch.tensor([[0.1, 0.0, 0.2, 0.3, 0.4]]).expand(5, 5)
+    u = torch.tensor([0.05, 0.1, 0.3, 0.65, 0.999])
+    assert inverse_cdf_draw(probs, u).tolist() == [0, 2, 3, 4, 4]
+    assert inverse_cdf_draw(2 * probs, u).tolist() == [0, 2, 3, 4, 4]
