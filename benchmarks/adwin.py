@@ -137,36 +137,40 @@ def summarise(results: dict, seeds: list[int]) -> dict:
 
 
 def plot(results: dict, seeds: list[int], path: Path) -> None:
+    """Accuracy vs cumulative FLOPs (mean over seeds at each evaluation, band = min..max), the horizon H_k of every
+    run, and ADWIN's audits (alignment a(H) and advantage mass μ(H), all seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     colors = dict(zip(ARMS, ("black", "tab:blue", "tab:orange", "tab:red")))
     for arm in ARMS:
-        for i, seed in enumerate(seeds):
-            r = results.get(f"{arm}/{seed}")
-            if r is None:
-                continue
-            x = [r["flops"].get(s, np.nan) for s, _ in r["evals"]]
-            axes[0].plot(x, [acc for _, acc in r["evals"]], color=colors[arm], alpha=0.8, marker=".",
-                         label=arm if i == 0 else None)
-            axes[1].plot([s for s, _ in r["horizon"]], [h for _, h in r["horizon"]], color=colors[arm], alpha=0.6,
-                         label=arm if i == 0 else None)
+        runs = [results[f"{arm}/{s}"] for s in seeds if f"{arm}/{s}" in results]
+        if not runs:
+            continue
+        steps = [s for s, _ in runs[0]["evals"]]
+        acc = np.array([[dict(r["evals"]).get(s, np.nan) for s in steps] for r in runs])
+        x = np.mean([[r["flops"].get(s, np.nan) for s in steps] for r in runs], axis=0)
+        axes[0].plot(x, np.nanmean(acc, 0), color=colors[arm], marker=".", label=f"{arm} (mean of {len(runs)} seeds)")
+        axes[0].fill_between(x, np.nanmin(acc, 0), np.nanmax(acc, 0), color=colors[arm], alpha=0.12)
+        for i, r in enumerate(runs):
+            axes[1].plot([s for s, _ in r["horizon"]], [h for _, h in r["horizon"]], color=colors[arm],
+                         alpha=0.5, lw=1, label=arm if i == 0 else None)
             if arm == "adwin" and r["audits"]:
                 st = [u["step"] for u in r["audits"]]
-                axes[2].plot(st, [u["a"] for u in r["audits"]], "o-", color="tab:red", alpha=0.6,
-                             label="alignment a(H)" if i == 0 else None)
-                axes[2].plot(st, [u["mass"] for u in r["audits"]], "s--", color="tab:green", alpha=0.6,
-                             label="advantage mass μ(H)" if i == 0 else None)
+                axes[2].scatter(st, [u["a"] for u in r["audits"]], color="tab:red", s=12, alpha=0.6,
+                                label="alignment a(H)" if i == 0 else None)
+                axes[2].scatter(st, [u["mass"] for u in r["audits"]], color="tab:green", marker="s", s=12, alpha=0.6,
+                                label="advantage mass μ(H)" if i == 0 else None)
     axes[0].set(xlabel="cumulative training FLOPs (sampling + teacher + learner + probes/audits)",
-                ylabel="held-out greedy accuracy", title="accuracy vs cost", xscale="log")
-    axes[1].set(xlabel="step", ylabel="rollout horizon H (tokens)", title="horizon trajectory")
-    axes[2].set(xlabel="step", ylabel="value", title="ADWIN audits", ylim=(-0.05, 1.05))
+                ylabel="held-out greedy accuracy", title="accuracy vs cost (band: min..max over seeds)")
+    axes[1].set(xlabel="step", ylabel="rollout horizon H (tokens)", title="horizon trajectory (every seed)")
+    axes[2].set(xlabel="step", ylabel="value", title="ADWIN audits (every seed)", ylim=(-0.05, 1.05))
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -211,6 +215,19 @@ def write(a, results, seeds, teacher_acc, student_acc, cmd, out: Path) -> None:
     plot(results, seeds, out.with_suffix(".png"))
 
 
+def rewrite(src: Path, out: Path) -> int:
+    """Summary, Markdown and plot again from a JSON written by this script (e.g. one brought back from a GPU box)."""
+    data = json.loads(src.read_text())
+    meta = data["meta"]
+    runs = {k: {**r, "flops": {int(s): v for s, v in r["flops"].items()}, "tokens": {int(s): v for s, v in r["tokens"].items()},
+                "evals": [tuple(e) for e in r["evals"]], "horizon": [tuple(h) for h in r["horizon"]]}
+            for k, r in data["runs"].items()}
+    a = argparse.Namespace(**meta["settings"])
+    write(a, runs, a.seeds, meta["teacher_accuracy"], meta["student_accuracy"], meta["command"], out)
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
 def held_out_accuracy(model_dir: Path) -> float:
     """The last held-out accuracy its training run logged (the run directory holds `final/` and `metrics.jsonl`)."""
     return [r["eval/accuracy"] for r in read_jsonl(model_dir.parent / "metrics.jsonl") if "eval/accuracy" in r][-1]
@@ -244,7 +261,11 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "mentor" / "bench-adwin"))
     p.add_argument("--runs", default="runs/bench-adwin")
     p.add_argument("--name", default="adwin")
+    p.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--from-json", help="rewrite the table and plot of a finished benchmark's JSON (no training)")
     a = p.parse_args(argv)
+    if a.from_json:
+        return rewrite(Path(a.from_json), Path(a.results_dir) / a.name)
     cmd = "python benchmarks/adwin.py " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(a.cache).mkdir(parents=True, exist_ok=True)
     sft = ["algo=sft", *task_args(a), "optim.warmup_steps=20", "optim.batch_size=64", "optim.micro_batch_size=64",
@@ -256,7 +277,8 @@ def main(argv=None) -> int:
     teacher_acc, student_acc = held_out_accuracy(teacher), held_out_accuracy(student)
     print(f"[bench] teacher {teacher_acc:.1%}, student {student_acc:.1%} held-out greedy", flush=True)
     runs_root = Path(a.runs)
-    out = ROOT / "benchmarks" / "results" / a.name
+    out = Path(a.results_dir) / a.name
+    out.parent.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     jobs = [(arm, seed) for seed in a.seeds for arm in a.arms]
 
