@@ -18,7 +18,9 @@ PANELS: list[tuple[str, tuple[str, ...]]] = [
     ("optimisation", ("lr", "grad_norm")),
     ("divergence", ("kl", "approx_kl", "entropy", "opd/reverse_kl")),
     ("throughput", ("tokens_per_s", "time/step")),
+    ("horizon", ("adwin/horizon", "adwin/ema", "adwin/mass")),
 ]
+COST_AXES = ("cost/flops", "cost/tokens")  # accuracy is also drawn against these cumulative counters
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -29,6 +31,26 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
             xs.append(r["step"])
             ys.append(float(v))
     return xs, ys
+
+
+def _plot_against_cost(records: list[dict[str, Any]], path: Path) -> None:
+    """Held-out accuracy against cumulative FLOPs and tokens (`mentor.cost`): the axis on which runs of different
+    cost per step (ADWIN prefixes, EffOPD validation, dynamic sampling) compare."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(COST_AXES), figsize=(4.6 * len(COST_AXES), 3.4), squeeze=False)
+    for ax, x_key in zip(axes[0], COST_AXES):
+        cost = {0: 0.0}
+        for r in records:
+            if isinstance(r.get(x_key), (int, float)):
+                cost[r["step"]] = float(r[x_key])
+        pts = [(cost[r["step"]], r["eval/accuracy"]) for r in records if "eval/accuracy" in r and r["step"] in cost]
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", ms=3)
+        ax.set(xlabel=f"{x_key} (cumulative)", ylabel="eval/accuracy", title=f"accuracy vs {x_key.split('/')[1]}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -61,6 +83,10 @@ def write_report(run_dir: str | Path) -> Path:
         fig.savefig(plots / f"{name}.png", dpi=90)
         plt.close(fig)
         drawn.append((name, present))
+
+    if _series(records, "eval/accuracy")[0] and _series(records, "cost/flops")[0]:
+        _plot_against_cost(records, plots / "accuracy_vs_cost.png")
+        drawn.append(("accuracy_vs_cost", []))
 
     lines += ["| metric | first | last | best |", "|---|---|---|---|"]
     for _, keys in drawn:

@@ -58,6 +58,7 @@ def test_prefixes_probes_audits_and_costs(reference_run):
             assert r[f"adwin/alignment_at_{H}"] == r["adwin/alignment"]
         prev = r
     assert any(r["horizon_cut"] > 0 for r in records)
+    assert (reference_run / "plots" / "horizon.png").exists() and (reference_run / "plots" / "accuracy_vs_cost.png").exists()
     # probes at steps 2, 4, 6, 8 (with the weights before that step's update); audits one step later: 3, 5, 7
     assert [r["step"] for r in records if "adwin/probe_tokens" in r] == [2, 4, 6, 8]
     assert [r["step"] for r in records if "adwin/alignment" in r] == [3, 5, 7]
