@@ -112,3 +112,28 @@ def test_config_errors_name_the_key(tmp_path, teacher_dir, override, match):
     with pytest.raises(ConfigError, match=match):
         train(load_config(None, ADWIN + [f"distill.teacher={teacher_dir}", f"run.out_dir={tmp_path / 'x'}", "run.steps=1",
                                          *override]))
+
+
+def test_adwin_and_effopd_together_with_every_sampled_token_counted(tmp_path, teacher_dir):
+    """EffOPD extrapolates after steps 1, 2, 4 while ADWIN sets the horizon; EffOPD validates on full-length
+    completions (never horizon-cut), and the cost meter counts its validation sampling and ADWIN's probes: the
+    step's new `cost/tokens_sampled` = training rollouts (prompt + completion, `tokens`) + probe tokens + validation
+    tokens (prompt + completion = effopd/val_flops / 2N)."""
+    from mentor.cost import flop_params
+    from mentor.models import load_model
+
+    out = tmp_path / "both"
+    train(load_config(None, ADWIN + [f"distill.teacher={teacher_dir}", f"run.out_dir={out}", "run.steps=4",
+                                     "controllers=[adwin, effopd]",
+                                     "controller_args={adwin: {h0: 8, h_min: 4, probe_every: 2, probe_frac: 0.5, "
+                                     "sketch: exact}, effopd: {val_size: 8}}"]))
+    records = [r for r in read_jsonl(out / "metrics.jsonl") if r["step"] > 0]
+    assert [r["step"] for r in records if r.get("effopd/search")] == [1, 2, 4]
+    assert [r["adwin/horizon"] for r in records][:1] == [8]
+    N = flop_params(load_model("tiny:100k", seed=0))
+    prev = 0
+    for r in records:
+        val = r.get("effopd/val_flops", 0.0) / (2 * N)
+        assert val == pytest.approx(round(val))
+        assert r["cost/tokens_sampled"] - prev == r["tokens"] + r.get("adwin/probe_tokens", 0) + round(val)
+        prev = r["cost/tokens_sampled"]
