@@ -39,12 +39,31 @@ class EvalResult:
 
 
 def score_completion(completion: str, prompt: Prompt) -> float:
-    """Reward in [0, 1] from the prompt's verifier; malformed output scores 0, never raises."""
+    """Reward in [0, 1] from the prompt's verifier (malformed output scores 0). An unknown verifier is an error; a
+    verifier that itself raises propagates — callers that must not stop (training, evaluation) use `safe_score`."""
     from .verifiers import VERIFIERS
 
     if prompt.verifier not in VERIFIERS:
         raise ValueError(f"prompt {prompt.id!r}: unknown verifier {prompt.verifier!r}; choose one of {sorted(VERIFIERS)}")
     return float(VERIFIERS[prompt.verifier](completion, prompt))
+
+
+def safe_score(completion: str, prompt: Prompt, errors: list[str]) -> float:
+    """`score_completion`, but a verifier that raises or returns a non-finite value scores 0 and is recorded in
+    `errors` (the first five are printed)."""
+    import math
+
+    try:
+        r = score_completion(completion, prompt)
+        if math.isfinite(r):
+            return r
+        what = f"returned {r}"
+    except Exception as e:
+        what = f"raised {type(e).__name__}: {e}"
+    errors.append(f"verifier {prompt.verifier!r} {what} on prompt {prompt.id!r}")
+    if len(errors) <= 5:
+        print(f"[eval] {errors[-1]}; reward 0")
+    return 0.0
 
 
 def evaluate(model, tokenizer, prompts: list[Prompt], *, k: int = 1, greedy: bool = True, temperature: float = 1.0,
@@ -65,17 +84,20 @@ def evaluate(model, tokenizer, prompts: list[Prompt], *, k: int = 1, greedy: boo
     if was_training:
         model.train()
 
-    items = []
+    items, errors = [], []
     for p, rollouts in zip(prompts, groups):
         texts = [r.text or tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts]
-        rewards = [score_completion(t, p) for t in texts]
+        rewards = [safe_score(t, p, errors) for t in texts]
         items.append({
             "id": p.id, "domain": p.domain, "source": p.source, "answer": p.answer, "prompt": p.text,
             "completions": texts, "rewards": rewards, "correct": [r >= 1.0 for r in rewards],
             "pass_rate": float(np.mean([r >= 1.0 for r in rewards])),
             "lengths": [r.length for r in rollouts], "finish": [r.finish_reason for r in rollouts],
         })
-    return EvalResult(summarise(items, k), items)
+    summary = summarise(items, k)
+    if errors:
+        summary["verifier_errors"] = len(errors)
+    return EvalResult(summary, items)
 
 
 def summarise(items: list[dict[str, Any]], k: int) -> dict[str, Any]:

@@ -18,19 +18,6 @@ ADWIN = ["algo=opd", "model.path=tiny:100k", "data.task=chain", "data.task_args=
          "optim.micro_batch_size=4", "sampling.max_new_tokens=40", "eval.every=0", "run.progress=false",
          "run.keep_checkpoints=0", "run.save_every=2", "run.threads=1", "controllers=[adwin]"]
 ARGS = "controller_args={adwin: {h0: 8, h_min: 4, probe_every: 2, probe_frac: 0.5, sketch: exact, audit_candidates: true}}"
-VOLATILE = ("time/", "tokens_per_s")
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    from mentor.models import build_tiny_model, build_tokenizer, save_model
-
-    tok = build_tokenizer()
-    return str(save_model(build_tiny_model(tok, "100k", seed=123), tok, tmp_path_factory.mktemp("t") / "teacher"))
-
-
-def stable(records):
-    return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in records]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +58,7 @@ def test_prefixes_probes_audits_and_costs(reference_run):
         assert 4 <= b["adwin/horizon"] <= 40
 
 
-def test_resume_after_an_audit_repeats_the_horizon_and_ema_sequence(reference_run, tmp_path):
+def test_resume_after_an_audit_repeats_the_horizon_and_ema_sequence(reference_run, tmp_path, stable):
     """A copy of the run cut back to its step-4 checkpoint (after the step-3 audit, with the step-4 probe still
     queued) resumes to the same metrics, H_k and ā included."""
     from mentor.cli import main

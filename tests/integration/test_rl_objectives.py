@@ -46,6 +46,8 @@ def test_verifier_that_raises_or_returns_nan_scores_zero_and_is_counted(tmp_path
     recs = read_jsonl(tmp_path / "r" / "metrics.jsonl")
     # of every 3 calls one raises and one is NaN: both score 0; only the third (1.0) counts as a reward
     assert recs[-1]["reward/errors"] == sum(1 for i in range(1, 33) if i % 3 != 2)
+    # the end-of-run evaluation meets the same verifier: errors score 0 and are counted, the run finishes
+    assert recs[-1]["eval/verifier_errors"] > 0 and (tmp_path / "r" / "final").exists()
     assert all(0.0 <= r["reward/mean"] <= 1.0 for r in recs if "reward/mean" in r)
     out = capsys.readouterr().out
     assert "raised on prompt" in out and "returned nan" in out

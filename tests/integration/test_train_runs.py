@@ -26,19 +26,6 @@ GRPO = ["algo=grpo", "model.path=tiny:100k", "data.task=add", "data.task_args={d
 GOPD = ["algo=g_opd", "distill.reward_scale=1.25", "model.path=tiny:100k", "data.task=add", "data.task_args={digits: 1}",
         "data.num_train=256", "data.num_eval=8", "optim.lr=1e-3", "optim.batch_size=8", "optim.micro_batch_size=16",
         "sampling.max_new_tokens=12", "eval.every=4", "eval.size=8", "run.progress=false"]
-VOLATILE = ("time/", "tokens_per_s")
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    from mentor.models import build_tiny_model, build_tokenizer, save_model
-
-    tok = build_tokenizer()
-    return str(save_model(build_tiny_model(tok, "100k", seed=123), tok, tmp_path_factory.mktemp("t") / "teacher"))
-
-
-def stable(records):
-    return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in records]
 
 
 def test_sft_run_directory(tmp_path):
@@ -113,7 +100,7 @@ def test_opd_run_logs_teacher_metrics(tmp_path, teacher_dir):
 
 
 @pytest.mark.parametrize("recipe", [SFT, GRPO, GOPD], ids=["sft", "grpo", "g_opd"])
-def test_sigkill_during_checkpoint_then_resume_matches_uninterrupted(tmp_path, recipe, teacher_dir):
+def test_sigkill_during_checkpoint_then_resume_matches_uninterrupted(tmp_path, recipe, teacher_dir, stable):
     steps = ["run.steps=8", "run.save_every=2"]
     if "algo=g_opd" in recipe:
         recipe = recipe + [f"distill.teacher={teacher_dir}"]
