@@ -326,15 +326,15 @@ class RLStepper:
         return metrics
 
     def _logprobs_no_grad(self, model, batch: TrainBatch) -> torch.Tensor:
+        """Per-token log-probs of every row under `model`, in micro-batches planned by length."""
         out = torch.zeros_like(batch.loss_mask)
-        mbs = self.cfg.optim.micro_batch_size
+        o = self.cfg.optim
+        lengths = batch.attention_mask.sum(1).tolist()
         model.eval()
         with torch.no_grad():
-            for i in range(0, batch.input_ids.shape[0], mbs):
-                idx = list(range(i, min(i + mbs, batch.input_ids.shape[0])))
-                mb = _slice(batch, idx)
-                lp = token_logprobs(model, mb, self.cfg.sampling.temperature)
-                out[i : i + len(idx), : lp.shape[1]] = lp
+            for idx in length_buckets(lengths, 1, o.micro_batch_size, o.micro_batch_overhead_tokens):
+                lp = token_logprobs(model, _slice(batch, idx), self.cfg.sampling.temperature)
+                out[idx, : lp.shape[1]] = lp.to(out.dtype)
         return out
 
     def _learn(self, batch: TrainBatch, n_groups: int, G: int) -> dict[str, Any]:

@@ -197,3 +197,18 @@ def test_backward_step_sums_summed_metrics_and_averages_the_rest():
     m = backward_step(module, opt, sched, [TrainBatch(None, None, None)] * 2, loss_fn, 1.0, 0.0)
     assert m["a"] == pytest.approx(3.5, abs=1e-12)
     assert m["s"] == pytest.approx(0.75, abs=1e-12)
+
+
+def test_no_grad_logprobs_in_planned_micro_batches_equal_one_forward(tokenizer):
+    # `_logprobs_no_grad` runs rows in length-planned micro-batches (overhead 0, at most 3 rows: several
+    # forwards, rows out of order) and puts them back in place: the same values as one forward of all rows.
+    stepper = make_stepper(tokenizer, "grpo", overhead=0, micro_batch_size=3)
+    batch, _ = make_batch(tokenizer)
+    batch.extras["sampler_logprobs"] = torch.zeros_like(batch.loss_mask)
+    with torch.no_grad():
+        logits = stepper.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+        whole = gather_logprobs(logits, batch.input_ids[:, 1:])
+    planned = stepper._logprobs_no_grad(stepper.model, batch)
+    real = batch.attention_mask[:, 1:].bool()  # positions that predict a real token
+    torch.testing.assert_close(planned[real], whole[real], atol=1e-12, rtol=0)
+    assert (planned[~real] == 0).all()
