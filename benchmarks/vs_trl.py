@@ -28,7 +28,12 @@ counted as the generated tokens (EOS included) of the 64 completions; tokens/s =
 Each step also records the process CPU time (`time.process_time`, all threads): on a shared machine wall time
 depends on other processes' load, CPU time much less, so both are reported.
 
-    nice -n 10 python benchmarks/vs_trl.py     # writes benchmarks/results/vs_trl.{json,md}
+How the two learners run the same loss differs: TRL pads the 64 completions to the longest one and runs them as one
+micro-batch; mentor plans its micro-batches by length (`mentor.rl.length_buckets`, `optim.micro_batch_overhead_tokens`
+at its default) within the same `optim.micro_batch_size=64` cap and skips rows without loss tokens. Both sum to one
+gradient of the same batch (tests/unit/test_learner_speed.py checks that mentor's plan changes no numbers).
+
+    nice -n 10 python benchmarks/vs_trl.py     # writes benchmarks/results/vs_trl.{json,md} (--stem to rename)
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import tempfile
@@ -300,6 +306,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# GRPO step speed: mentor vs TRL `GRPOTrainer` (CPU)", "",
         f"Command: `{result['command']}`  ",
+        *([f"{result['note']}  "] if result.get("note") else []),
         f"Machine: {env['machine']}, torch {env['torch']} ({env['threads']} threads, fp32), transformers "
         f"{env['transformers']}, trl {env['trl']}; load average {env['loadavg_start']} at start, "
         f"{env['loadavg_end']} at the end (a shared machine: compare only within this run).  ",
@@ -346,6 +353,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path("runs/vs_trl"))
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--stem", default="vs_trl", help="results file names: OUT/STEM.{json,md}")
+    ap.add_argument("--note", default="", help="a line for the Markdown report (what changed since earlier results)")
     args = ap.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -376,15 +385,15 @@ def write_results(args, load_start, settings: list[dict[str, Any]]) -> None:
     import trl
 
     result = {
-        "command": COMMAND + ("" if len(os.sys.argv) == 1 else " " + " ".join(os.sys.argv[1:])),
+        "command": COMMAND + ("" if len(os.sys.argv) == 1 else " " + shlex.join(os.sys.argv[1:])),
         "environment": {"machine": f"{platform.machine()} CPU ({os.cpu_count()} cores)", "torch": torch.__version__,
                         "transformers": transformers.__version__, "trl": trl.__version__, "threads": args.threads,
                         "loadavg_start": [round(x, 1) for x in load_start],
                         "loadavg_end": [round(x, 1) for x in os.getloadavg()]},
         "sft_steps": args.sft_steps, "lr": args.lr, "warmup": args.warmup, "rounds": args.rounds, "block": args.block,
-        "group_size": G, "prompts_per_step": PROMPTS_PER_STEP, "settings": settings}
-    (args.out / "vs_trl.json").write_text(json.dumps(result, indent=2))
-    (args.out / "vs_trl.md").write_text(markdown(result))
+        "group_size": G, "prompts_per_step": PROMPTS_PER_STEP, "note": args.note, "settings": settings}
+    (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"{args.stem}.md").write_text(markdown(result))
 
 
 if __name__ == "__main__":

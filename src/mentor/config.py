@@ -99,6 +99,9 @@ class OptimConfig:
     grad_clip: float = 1.0  # max global grad norm (0: off)
     batch_size: int = 64  # sequences per optimizer step (SFT) or prompts per step (RL)
     micro_batch_size: int = 64  # sequences per forward/backward; accumulation uses an explicit normaliser
+    # RL learner: micro-batches are planned by length (rl.length_buckets); one more forward/backward is worth
+    # this many padded tokens (measured on a 2-core CPU with the 1m model; 0: cut wherever padding drops)
+    micro_batch_overhead_tokens: int = 128
 
 
 @dataclass

@@ -151,7 +151,9 @@ class _LogProbEntropy(torch.autograd.Function):
     """`gather_logprobs` with a hand-derived backward (the hot path of every objective). Per position, with
     z = logits/τ and log π = z − logsumexp z:
         ∂ℓ_y/∂z_v = 1[v = y] − π_v          ∂H/∂z_v = −π_v (log π_v + H)
-    and ∂/∂logits = (∂/∂z)/τ. Blocks as in `_ChunkedRows`; the gradient is written into one buffer."""
+    and ∂/∂logits = (∂/∂z)/τ. Blocks as in `_ChunkedRows`; the gradient is written into one buffer. Gradients
+    are not materialised: an output the loss does not use (the entropy when it is only a metric) arrives in
+    backward as None and its term is skipped, instead of being multiplied by a tensor of zeros."""
 
     @staticmethod
     def forward(ctx, logits, tokens, temperature, vocab_size, with_entropy, chunk_rows):
@@ -172,12 +174,17 @@ class _LogProbEntropy(torch.autograd.Function):
         ctx.temperature, ctx.vocab_size, ctx.with_entropy, ctx.chunk_rows = (
             temperature, vocab_size, with_entropy, chunk_rows)
         ctx.save_for_backward(logits, tokens, lse_BT, entropy)
+        ctx.set_materialize_grads(False)
         return (logprobs, entropy) if with_entropy else logprobs
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_logprobs, grad_entropy=None):
         logits, tokens, lse_BT, entropy = ctx.saved_tensors
+        if grad_logprobs is None and grad_entropy is None:
+            return None, None, None, None, None, None
+        if grad_logprobs is None:
+            grad_logprobs = torch.zeros_like(lse_BT)
         padded = ctx.vocab_size is not None and ctx.vocab_size < logits.shape[-1]
         grad_logits = torch.zeros_like(logits) if padded else torch.empty_like(logits)
         V = ctx.vocab_size if padded else logits.shape[-1]
@@ -186,7 +193,7 @@ class _LogProbEntropy(torch.autograd.Function):
             logp = _scaled_logits(logits[bs, ts], ctx.temperature, ctx.vocab_size, copy=True)
             logp.sub_(lse_BT[bs, ts].unsqueeze(-1))
             g_lp = grad_logprobs[bs, ts].to(logp.dtype).unsqueeze(-1) / ctx.temperature  # 1/τ folded in
-            if ctx.with_entropy:  # ∂/∂z_v = 1[v = y]·g_ℓ − π_v·(g_ℓ + g_H·(log π_v + H))
+            if grad_entropy is not None:  # ∂/∂z_v = 1[v = y]·g_ℓ − π_v·(g_ℓ + g_H·(log π_v + H))
                 p = logp.exp()
                 g_h = grad_entropy[bs, ts].to(logp.dtype).unsqueeze(-1) / ctx.temperature
                 coef = logp.masked_fill_(p == 0, 0.0).add_(entropy[bs, ts].unsqueeze(-1)).mul_(g_h).add_(g_lp)

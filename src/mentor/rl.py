@@ -77,7 +77,7 @@ def collate_rollouts(rollouts: list[Rollout], pad_id: int, device) -> TrainBatch
 
 
 def token_logprobs(model, mb: TrainBatch, temperature: float, with_entropy: bool = False):
-    logits_BTV = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
+    logits_BTV = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits[:, :-1]
     return losses.gather_logprobs(logits_BTV, mb.input_ids[:, 1:], temperature=temperature, with_entropy=with_entropy)
 
 
@@ -91,6 +91,39 @@ def _slice(mb: TrainBatch, idx: list[int]) -> TrainBatch:
                       old_logprobs=None if mb.old_logprobs is None else mb.old_logprobs[ix][:, : T - 1],
                       advantages=None if mb.advantages is None else mb.advantages[ix],
                       num_loss_tokens=int(lm.sum()), extras=extras)
+
+
+def length_buckets(lengths: list[int], unit: int, max_rows: int, overhead_tokens: int) -> list[list[int]]:
+    """Micro-batches (lists of row indices) for rows of `lengths` tokens, planned to minimise the padded work
+
+        cost = Σ_mb ( rows(mb) · longest(mb) + overhead_tokens )
+
+    where `overhead_tokens` prices one extra forward/backward call in tokens. Rows come in consecutive units of
+    `unit` rows that stay together (a whole group when the loss couples a group's rows; 1 otherwise); a
+    micro-batch holds at most max(max_rows, unit) rows. Units are sorted by their longest row (longest first,
+    ties in index order) and cut into consecutive runs by dynamic programming, which finds the cheapest cut of
+    that order: with cost rows · longest, splitting a batch sorted by length loses nothing to interleaving."""
+    if unit < 1 or len(lengths) % unit:
+        raise ValueError(f"length_buckets: {len(lengths)} rows do not split into units of {unit}")
+    if overhead_tokens < 0:
+        raise ValueError(f"length_buckets: overhead_tokens (optim.micro_batch_overhead_tokens) must be >= 0, "
+                         f"got {overhead_tokens}")
+    longest_U = [max(lengths[u * unit : (u + 1) * unit]) for u in range(len(lengths) // unit)]
+    order = sorted(range(len(longest_U)), key=lambda u: (-longest_U[u], u))
+    cap = max(1, max_rows // unit)  # units per micro-batch
+    n = len(order)
+    best = [0.0] + [math.inf] * n  # best[i]: cheapest plan of the first i sorted units
+    cut = [0] * (n + 1)
+    for i in range(1, n + 1):
+        for j in range(max(0, i - cap), i):  # last micro-batch = sorted units j..i-1, longest is unit j
+            c = best[j] + (i - j) * unit * longest_U[order[j]] + overhead_tokens
+            if c < best[i]:
+                best[i], cut[i] = c, j
+    plan, i = [], n
+    while i > 0:
+        plan.append([u * unit + k for u in order[cut[i] : i] for k in range(unit)])
+        i = cut[i]
+    return plan[::-1]
 
 
 class RLStepper:
@@ -298,25 +331,29 @@ class RLStepper:
         return metrics
 
     def _logprobs_no_grad(self, model, batch: TrainBatch) -> torch.Tensor:
+        """Per-token log-probs of every row under `model`, in micro-batches planned by length."""
         out = torch.zeros_like(batch.loss_mask)
-        mbs = self.cfg.optim.micro_batch_size
+        o = self.cfg.optim
+        lengths = batch.attention_mask.sum(1).tolist()
         model.eval()
         with torch.no_grad():
-            for i in range(0, batch.input_ids.shape[0], mbs):
-                idx = list(range(i, min(i + mbs, batch.input_ids.shape[0])))
-                mb = _slice(batch, idx)
-                lp = token_logprobs(model, mb, self.cfg.sampling.temperature)
-                out[i : i + len(idx), : lp.shape[1]] = lp
+            for idx in length_buckets(lengths, 1, o.micro_batch_size, o.micro_batch_overhead_tokens):
+                lp = token_logprobs(model, _slice(batch, idx), self.cfg.sampling.temperature)
+                out[idx, : lp.shape[1]] = lp.to(out.dtype)
         return out
 
     def _learn(self, batch: TrainBatch, n_groups: int, G: int) -> dict[str, Any]:
-        """ppo_epochs × minibatches optimizer steps; minibatches and micro-batches hold whole groups."""
+        """ppo_epochs × minibatches optimizer steps; minibatches hold whole groups. Micro-batches are planned by
+        length (`length_buckets`), so little compute goes to padding: LPO's listwise loss couples a group's rows,
+        so its micro-batches hold whole groups; every other loss is a sum over rows divided by one explicit
+        normaliser, so its rows are bucketed one by one and rows without loss tokens are not run at all. Any such
+        plan gives the minibatch's gradient up to float rounding."""
         from .train import backward_step
 
         rl, o = self.cfg.rl, self.cfg.optim
         self.model.train()
         group_ids = list(range(n_groups))
-        per_mb_groups = max(1, o.micro_batch_size // G)
+        listwise = bool(self.obj.objective.listwise)
         agg: dict[str, list[float]] = {}
         for epoch in range(rl.ppo_epochs):
             order = group_ids if rl.minibatches == 1 else list(np.random.default_rng([self.cfg.run.seed, epoch]).permutation(n_groups))
@@ -326,8 +363,10 @@ class RLStepper:
                 normaliser = self._normaliser(minibatch, G)
                 if normaliser == 0:
                     continue
-                micro = [_slice(minibatch, list(range(i * G, min((i + per_mb_groups) * G, len(rows)))))
-                         for i in range(0, len(chunk), per_mb_groups)]
+                keep = list(range(len(rows))) if listwise else minibatch.loss_mask.any(1).nonzero().flatten().tolist()
+                lengths = minibatch.attention_mask.sum(1)[keep].tolist()
+                plan = length_buckets(lengths, G if listwise else 1, o.micro_batch_size, o.micro_batch_overhead_tokens)
+                micro = [_slice(minibatch, [keep[i] for i in idx]) for idx in plan]
                 m = backward_step(self.model, self.optimizer, self.scheduler, micro, self._loss, normaliser, o.grad_clip)
                 for k, v in m.items():
                     agg.setdefault(k, []).append(v)
@@ -340,7 +379,7 @@ class RLStepper:
 
     def _loss(self, model, mb: TrainBatch, normaliser: float):
         rl, T = self.cfg.rl, self.cfg.sampling.temperature
-        logits_BTV = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
+        logits_BTV = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits[:, :-1]
         lp, ent = losses.gather_logprobs(logits_BTV, mb.input_ids[:, 1:], temperature=T, with_entropy=True)
         samp = mb.extras["sampler_logprobs"]
         if self.obj.objective.listwise:
@@ -364,7 +403,9 @@ class RLStepper:
             tis_cap=rl.tis_cap, ref_logprobs=mb.extras.get("kl_ref_logprobs"), kl_coef=rl.kl_coef,
             kl_estimator=rl.kl_estimator, entropy=ent, entropy_coef=rl.entropy_coef, aggregation=self.obj.aggregation,
             normaliser=normaliser, L_norm=self.cfg.sampling.max_new_tokens)
-        return loss, {**{k: float(v) for k, v in metrics.items()}, "_weight": mb.num_loss_tokens}
+        pg_loss = float(metrics.pop("pg_loss"))  # this micro-batch's share of the batch's pg_loss
+        return loss, {**{k: float(v) for k, v in metrics.items()}, "_weight": mb.num_loss_tokens,
+                      "_summed": {"pg_loss": pg_loss}}
 
     # ------------------------------------------------------------------ distillation (specs/opd.md)
     def _distill_advantages(self, mb: TrainBatch, old: torch.Tensor) -> torch.Tensor:

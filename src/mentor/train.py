@@ -72,8 +72,11 @@ def autocast(cfg: TrainConfig, device: torch.device):
 
 
 def make_optimizer(model, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW; its fused kernel (one pass over all parameters, CPU or CUDA) when every parameter allows it."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                             fused=fused or None)
 
 
 def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:
@@ -97,9 +100,11 @@ def backward_step(model, optimizer, scheduler, batches: Iterable[TrainBatch], lo
                   grad_clip: float) -> dict[str, float]:
     """One optimizer step over micro-batches: each contributes loss_fn(model, mb, normaliser) (already divided
     by the batch-wide normaliser); gradients are summed, never averaged over the accumulation count.
-    Metrics a loss function reports are averaged over micro-batches, weighted by their `_weight` (loss tokens)."""
+    Metrics a loss function reports are averaged over micro-batches, weighted by their `_weight` (loss tokens),
+    except those under `_summed` (shares of a batch-wide quantity, like the loss itself), which are summed."""
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
+    summed: dict[str, float] = {}
     weight = 0.0
     loss_sum = 0.0
     for mb in batches:
@@ -108,9 +113,12 @@ def backward_step(model, optimizer, scheduler, batches: Iterable[TrainBatch], lo
         loss_sum += loss.item()
         w = float(metrics.pop("_weight", mb.num_loss_tokens))
         weight += w
+        for k, v in metrics.pop("_summed", {}).items():
+            summed[k] = summed.get(k, 0.0) + float(v)
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + w * float(v)
     out = {k: v / weight for k, v in sums.items()} if weight else {}
+    out.update(summed)
     params = [p for p in model.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     if not torch.isfinite(grad_norm):
