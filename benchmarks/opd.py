@@ -13,7 +13,7 @@ and students are cached under `--work/cache/<name>-<hash of the recipe>`, so a r
 
 Part 1 (addition; per seed, same student, same held-out prompts): `opd` (λ = 1), `exopd` (`g_opd`, λ = 1.25,
 reference = the student's initial weights, the released recipe's value), `grpo` (0/1 reward, 16 prompts × G = 8,
-lr 1e-4: the quickstart's student-GRPO recipe). OPD and ExOPD sample 64 completions per step for `--steps` steps;
+lr 2e-4: configs/slow-rl.yaml). OPD and ExOPD sample 64 completions per step for `--steps` steps;
 GRPO samples 128 per step for `--steps / 2` steps, so every arm samples about the same number of student tokens.
 Curves: held-out greedy accuracy against cumulative student-sampled tokens and against training wall time (sum of
 `time/step`: sampling, teacher/reference scoring and the update; held-out evaluations excluded). "Gap closed" is
@@ -104,7 +104,7 @@ def arm_recipe(args, arm: str, seed: int, steps: int, student: Path, teachers: d
     o = [f"model.path={student}", *data, f"run.seed={seed}", f"eval.every={args.eval_every}",
          f"eval.size={args.eval_size}", f"run.threads={args.threads}", *COMMON, "optim.schedule=constant"]
     if arm == "grpo":
-        return o + ["algo=grpo", f"run.steps={steps // 2}", f"eval.every={max(1, args.eval_every // 2)}", "optim.lr=1e-4",
+        return o + ["algo=grpo", f"run.steps={steps // 2}", f"eval.every={max(1, args.eval_every // 2)}", f"optim.lr={args.grpo_lr}",
                     "optim.batch_size=16", "optim.micro_batch_size=128", "rl.group_size=8"]
     lam = 1.25 if arm.startswith("exopd") else 1.0
     o += ["algo=g_opd" if lam != 1 else "algo=opd", f"run.steps={steps}", f"optim.lr={args.lr}", "optim.warmup_steps=10",
@@ -276,7 +276,7 @@ def report(args, R: dict) -> str:
          + ", ".join(f"{k} {v:.0f} s" for k, v in R.get("stage_wall_s", {}).items()) + ".", "",
          "## 1. Same weak student (tiny:100k), same teacher (tiny:1m), 3-digit addition", "",
          f"OPD/ExOPD: {args.steps} steps × 64 samples at lr {args.lr:g}; GRPO: {args.steps // 2} steps × 16 prompts × 8 "
-         f"samples at lr 1e-4. Accuracy = held-out greedy on {args.eval_size} prompts, final = mean of the last two "
+         f"samples at lr {args.grpo_lr:g}. Accuracy = held-out greedy on {args.eval_size} prompts, final = mean of the last two "
          "evaluations. Wall time = training time only.", "",
          "| seed | arm | student start | final acc | teacher | gap closed | sampled tokens | wall time (s) | acc / 100k tokens |",
          "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -328,6 +328,7 @@ def main(argv=None) -> int:
     p.add_argument("--long-steps", type=int, default=600, help="part 2 OPD steps (0: skip)")
     p.add_argument("--multi-steps", type=int, default=200, help="part 3 steps per distillation run (0: skip)")
     p.add_argument("--lr", type=float, default=3e-4, help="OPD / ExOPD learning rate (10 warm-up steps)")
+    p.add_argument("--grpo-lr", type=float, default=2e-4, help="GRPO learning rate (configs/slow-rl.yaml's)")
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--eval-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
