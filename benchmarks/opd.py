@@ -8,8 +8,10 @@ and students are cached under `--work/cache/<name>-<hash of the recipe>`, so a r
 
 - `teacher_add`: tiny:1m, SFT on 3-digit addition with the configs/sft-add.yaml settings (800 steps, cosine);
 - `teacher_mul`: tiny:1m, SFT on 3-digit × 1-digit multiplication, same settings, 500 steps;
-- `student_add`: tiny:100k, 350 steps of SFT on addition at lr 3e-3 (the quickstart's deliberately weak student);
-- `student_mix`: tiny:100k, SFT on the add + mul mixture, same settings (weak on both).
+- `student_add`: tiny:100k, SFT on addition at lr 3e-3 (configs/slow-student.yaml: the quickstart's deliberately weak
+  student), checkpointed every 25 steps; the checkpoint whose held-out accuracy is nearest 35 % is the student;
+- `student_mix`: tiny:100k, the same SFT on the add + mul mixture (600 steps), checkpoint picked the same way on the
+  mixture's accuracy (weak on both tasks).
 
 Part 1 (addition; per seed, same student, same held-out prompts): `opd` (λ = 1), `exopd` (`g_opd`, λ = 1.25,
 reference = the student's initial weights, the released recipe's value), `grpo` (0/1 reward, 16 prompts × G = 8,
@@ -235,7 +237,7 @@ def write(args, R: dict) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "opd.json", json.dumps(R, indent=1))
     colors = {"opd": "C0", "exopd": "C3", "grpo": "C2"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.4))
     for si, (seed, row) in enumerate(R["part1"].items()):
         ls = ["-", ":", "--", "-."][si % 4]
         for arm in [a for a in args.arms if a in row]:
@@ -252,11 +254,20 @@ def write(args, R: dict) -> None:
             axes[2].axhline(p2["start"] + f * (p2["teacher"] - p2["start"]), c="gray", ls=ls, lw=0.8,
                             label=f"{f:.0%} of the gap")
         axes[2].axhline(p2["teacher"], c="k", lw=0.8, label="teacher")
+    if R.get("part3"):
+        names = list(R["part3"])
+        for j, t in enumerate(("add", "mul")):
+            axes[3].bar(np.arange(len(names)) + 0.4 * j - 0.2, [R["part3"][n]["acc"][t] for n in names], 0.4, label=t)
+        axes[3].set_xticks(np.arange(len(names)), [n.replace(" (", "\n(").replace(", ", ",\n") for n in names],
+                           fontsize=6, rotation=30, ha="right")
+        axes[3].set_ylabel("held-out greedy accuracy per task")
+        axes[3].set_title("multi-teacher merge", fontsize=9)
     axes[0].set_xlabel("student-sampled tokens (cumulative)")
     axes[1].set_xlabel("training wall time, s (held-out evals excluded)")
     axes[2].set_xlabel("student-sampled tokens (longer OPD budget)")
-    for ax in axes:
+    for ax in axes[:3]:
         ax.set_ylabel("held-out greedy accuracy (3-digit add)")
+    for ax in axes:
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
