@@ -47,9 +47,10 @@ from mentor.train import make_optimizer, make_scheduler
 
 # arm -> (rl.selector, rl.selector_args). `gps_explore` is a sensitivity arm, not a paper setting: stronger diversity
 # (λ = 0.5 instead of 0.05) and a repeat penalty over the last 4 batches (μ = 1, B_prev = 4) — with the defaults,
-# GPS re-picks the few prompts it predicts nearest γ* = 0.5 almost every step on this pool.
+# GPS re-picks the few prompts it predicts nearest γ* = 0.5 almost every step on this pool. `dynamic_gps`: DAPO
+# dynamic sampling with GPS proposing each round's prompts.
 ARMS = {"uniform": ("uniform", {}), "dynamic": ("dynamic", {}), "mopps": ("mopps", {}), "gps": ("gps", {}),
-        "gps_explore": ("gps", {"lam": 0.5, "mu": 1.0, "prev_steps": 4})}
+        "gps_explore": ("gps", {"lam": 0.5, "mu": 1.0, "prev_steps": 4}), "dynamic_gps": ("dynamic", {"inner": "gps"})}
 
 
 def prompts(split: str, per_digit: dict[int, int], seed: int):
