@@ -48,9 +48,11 @@ from mentor.train import make_optimizer, make_scheduler
 # arm -> (rl.selector, rl.selector_args). `gps_explore` is a sensitivity arm, not a paper setting: stronger diversity
 # (λ = 0.5 instead of 0.05) and a repeat penalty over the last 4 batches (μ = 1, B_prev = 4) — with the defaults,
 # GPS re-picks the few prompts it predicts nearest γ* = 0.5 almost every step on this pool. `dynamic_gps`: DAPO
-# dynamic sampling with GPS proposing each round's prompts.
+# dynamic sampling with GPS proposing each round's prompts. `gps_norepeat`: GPS whose candidates exclude the prompts
+# picked in the last 50 steps (800 prompts / 16 per step: one epoch without replacement; `no_repeat_steps`, ours).
 ARMS = {"uniform": ("uniform", {}), "dynamic": ("dynamic", {}), "mopps": ("mopps", {}), "gps": ("gps", {}),
-        "gps_explore": ("gps", {"lam": 0.5, "mu": 1.0, "prev_steps": 4}), "dynamic_gps": ("dynamic", {"inner": "gps"})}
+        "gps_explore": ("gps", {"lam": 0.5, "mu": 1.0, "prev_steps": 4}), "dynamic_gps": ("dynamic", {"inner": "gps"}),
+        "gps_norepeat": ("gps", {"no_repeat_steps": 50})}
 
 
 def prompts(split: str, per_digit: dict[int, int], seed: int):

@@ -132,3 +132,20 @@ def test_gps_config_and_input_errors():
         g.update([Observation(pool[0].id, 9, 8, 0)])
     with pytest.raises(ValueError, match="featuriser 'bow'"):
         GPS(pool, args={**SMALL, "featuriser": "bow"})
+
+
+def test_no_repeat_steps_excludes_recent_batches_and_survives_resume(one_thread):
+    # 6 prompts, 2 per step, no_repeat_steps = 2: three consecutive batches must cover all 6 prompts (each step's
+    # candidates exclude the last two batches), the 4th may repeat the 1st; and a resumed selector continues alike.
+    pool = _pool("train", 2)[:6]
+    g = GPS(pool, seed=0, args={**SMALL, "cold_start_updates": 0, "no_repeat_steps": 2})
+    batches = [[p.id for p in g.select(2)] for _ in range(3)]
+    assert sorted(i for b in batches for i in b) == sorted(p.id for p in pool)
+    state = g.state_dict()
+    nxt = [p.id for p in g.select(2)]
+    assert set(nxt) == set(batches[0])  # the only prompts not picked in the last two steps
+    h = GPS(pool, seed=3, args={**SMALL, "cold_start_updates": 0, "no_repeat_steps": 2})
+    h.load_state_dict(state)
+    assert [p.id for p in h.select(2)] == nxt
+    with pytest.raises(ConfigError, match="no_repeat_steps: must be >= 0"):
+        GPS(pool, args={**SMALL, "no_repeat_steps": -1})

@@ -22,7 +22,10 @@ its held-out calibration); the paper's λ and M (App. E.9/E.10) are unknown, the
 μ = 0.5, M_h = 1 batch, B_prev = 1 step); hashed n-grams replace WordLlama embeddings by default. Cold start: until
 `cold_start_updates` updates have been seen the model is untrained, so the batch is drawn uniformly at random from
 the candidates (the output layer starts at zero, i.e. p̂ = 0.5 everywhere). Pools over `max_pool` prompts are
-scored on a uniform subset of `subset_factor`·n candidates per step.
+scored on a uniform subset of `subset_factor`·n candidates per step. `no_repeat_steps` = K (ours; 0 = off) removes
+the prompts picked in the last K steps from the candidates while at least n others remain: without the paper's
+sampled latent the acquisition is deterministic and, on a small pool, re-picks the same prompts step after step
+(benchmarks/results/selection.md).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class GPSConfig:
     replay: int = 8192  # observations kept for replay (FIFO)
     replay_steps: int = 8  # past batches replayed whole per Adam step (besides the newest one)
     cold_start_updates: int = 1  # select uniformly at random until this many update() calls have trained the model
+    no_repeat_steps: int = 0  # ours, not the paper's: prompts picked in the last K steps are not candidates (0: off)
     featuriser: str = "hashed_ngrams"  # hashed_ngrams | sentence:<local path>
     dim: int = 1 << 14  # hashed n-gram buckets
 
@@ -69,6 +73,8 @@ class GPSConfig:
             raise ConfigError(f"rl.selector_args: lam and mu must be >= 0, got {self.lam}, {self.mu}")
         if not 0.0 < self.target < 1.0:
             raise ConfigError(f"rl.selector_args.target: must be in (0, 1), got {self.target}")
+        if self.no_repeat_steps < 0:
+            raise ConfigError(f"rl.selector_args.no_repeat_steps: must be >= 0, got {self.no_repeat_steps}")
         if self.cold_start_updates < 0:
             raise ConfigError(f"rl.selector_args.cold_start_updates: must be >= 0, got {self.cold_start_updates}")
 
@@ -184,6 +190,7 @@ class GPS:
         # history: the last M_h batches as (pool indices, pass rates); contexts: the history each observation saw
         self.history: deque = deque(maxlen=c.history_batches)
         self.prev: deque = deque(maxlen=c.prev_steps)
+        self.recent: deque = deque(maxlen=c.no_repeat_steps)  # batches excluded from acquisition (no_repeat_steps)
         self.replay: deque = deque(maxlen=c.replay)  # (pool index, successes, n, context id)
         self.contexts: dict[int, tuple[list[int], list[float]]] = {}
         self.n_updates = 0
@@ -224,7 +231,11 @@ class GPS:
         if n > N:
             raise ValueError(f"gps.select: asked for {n} prompts from a pool of {N}")
         cand = np.arange(N) if N <= c.max_pool else np.sort(self.rng.choice(N, size=min(N, c.subset_factor * n), replace=False))
-        X_c = self.X.index_select(0, torch.as_tensor(cand, dtype=torch.long)) if N > c.max_pool else self.X
+        if self.recent:  # no_repeat_steps: drop recently picked prompts while enough others remain
+            seen = {i for b in self.recent for i in b}
+            fresh = np.array([i for i in cand if int(i) not in seen], dtype=cand.dtype)
+            cand = fresh if len(fresh) >= n else cand
+        X_c = self.X.index_select(0, torch.as_tensor(cand, dtype=torch.long)) if len(cand) < N else self.X
         if self.n_updates < c.cold_start_updates:
             pos = [int(i) for i in self.rng.choice(len(cand), size=n, replace=False)]
             p_c = torch.full((len(cand),), 0.5)
@@ -235,6 +246,8 @@ class GPS:
             pos = greedy_acquire(p_c, X_c, n, c.lam, c.mu, c.target, prev_dense)
         picked = [int(cand[p]) for p in pos]
         self.prev.append(picked)
+        if c.no_repeat_steps:
+            self.recent.append(picked)
         self.last.update({"gps/pred_selected": float(p_c[pos].mean()), "gps/pred_pool": float(p_c.mean()),
                           "gps/cold_start": float(self.n_updates < c.cold_start_updates)})
         return [self.pool[i] for i in picked]
@@ -302,7 +315,7 @@ class GPS:
         return {"model": self.model.state_dict(), "opts": [o.state_dict() for o in self.opts], "rng": self.rng.bit_generator.state,
                 "history_texts": [[_text(self.pool[i]) for i in b[0]] for b in self.history],
                 "torch_rng": self.torch_rng.get_state(), "history": list(self.history), "prev": list(self.prev),
-                "replay": list(self.replay), "contexts": dict(self.contexts), "n_updates": self.n_updates}
+                "recent": list(self.recent), "replay": list(self.replay), "contexts": dict(self.contexts), "n_updates": self.n_updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -314,6 +327,8 @@ class GPS:
         self.history.extend(state["history"])
         self.prev.clear()
         self.prev.extend(state["prev"])
+        self.recent.clear()
+        self.recent.extend(state.get("recent", []))
         self.replay.clear()
         self.replay.extend(state["replay"])
         self.contexts = dict(state["contexts"])
