@@ -191,7 +191,7 @@ def instrument_trl(trainer, timer: dict[str, float]) -> None:
 
 
 def instrument_mentor(stepper, timer: dict[str, float]) -> None:
-    wrap_timed(stepper, "_reward", timer, "reward")
+    wrap_timed(stepper.rewards, "score", timer, "reward")
 
 
 def trl_reward_mean(trainer) -> float:

@@ -40,7 +40,7 @@ class EvalResult:
 
 def score_completion(completion: str, prompt: Prompt) -> float:
     """Reward in [0, 1] from the prompt's verifier (malformed output scores 0). An unknown verifier is an error; a
-    verifier that itself raises propagates — callers that must not stop (training, evaluation) use `safe_score`."""
+    verifier that itself raises propagates — callers that must not stop (training, evaluation) use `RewardGuard`."""
     from .verifiers import VERIFIERS
 
     if prompt.verifier not in VERIFIERS:
@@ -48,22 +48,29 @@ def score_completion(completion: str, prompt: Prompt) -> float:
     return float(VERIFIERS[prompt.verifier](completion, prompt))
 
 
-def safe_score(completion: str, prompt: Prompt, errors: list[str]) -> float:
-    """`score_completion`, but a verifier that raises or returns a non-finite value scores 0 and is recorded in
-    `errors` (the first five are printed)."""
-    import math
+class RewardGuard:
+    """Rewards through the prompts' verifiers for code that must not stop (training, evaluation): a verifier that
+    raises or returns a non-finite value scores 0 and is counted in `errors`; the first five are printed."""
 
-    try:
-        r = score_completion(completion, prompt)
-        if math.isfinite(r):
-            return r
-        what = f"returned {r}"
-    except Exception as e:
-        what = f"raised {type(e).__name__}: {e}"
-    errors.append(f"verifier {prompt.verifier!r} {what} on prompt {prompt.id!r}")
-    if len(errors) <= 5:
-        print(f"[eval] {errors[-1]}; reward 0")
-    return 0.0
+    def __init__(self, where: str):
+        self.where, self.errors = where, 0
+
+    def score(self, completion: str, prompt: Prompt) -> float:
+        try:
+            r = score_completion(completion, prompt)
+        except Exception as e:
+            return self._bad(prompt, f"raised on prompt {prompt.id!r}: {type(e).__name__}: {e}")
+        return self.check(r, prompt)
+
+    def check(self, r: float, prompt: Prompt) -> float:
+        """A reward computed elsewhere (e.g. batched code execution), passed through the same non-finite rule."""
+        return float(r) if math.isfinite(r) else self._bad(prompt, f"returned {r} on prompt {prompt.id!r}")
+
+    def _bad(self, prompt: Prompt, what: str) -> float:
+        self.errors += 1
+        if self.errors <= 5:
+            print(f"[{self.where}] verifier {prompt.verifier!r} {what}; reward 0")
+        return 0.0
 
 
 def evaluate(model, tokenizer, prompts: list[Prompt], *, k: int = 1, greedy: bool = True, temperature: float = 1.0,
@@ -84,10 +91,10 @@ def evaluate(model, tokenizer, prompts: list[Prompt], *, k: int = 1, greedy: boo
     if was_training:
         model.train()
 
-    items, errors = [], []
+    items, guard = [], RewardGuard("eval")
     for p, rollouts in zip(prompts, groups):
         texts = [r.text or tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts]
-        rewards = [safe_score(t, p, errors) for t in texts]
+        rewards = [guard.score(t, p) for t in texts]
         items.append({
             "id": p.id, "domain": p.domain, "source": p.source, "answer": p.answer, "prompt": p.text,
             "completions": texts, "rewards": rewards, "correct": [r >= 1.0 for r in rewards],
@@ -95,8 +102,8 @@ def evaluate(model, tokenizer, prompts: list[Prompt], *, k: int = 1, greedy: boo
             "lengths": [r.length for r in rollouts], "finish": [r.finish_reason for r in rollouts],
         })
     summary = summarise(items, k)
-    if errors:
-        summary["verifier_errors"] = len(errors)
+    if guard.errors:
+        summary["verifier_errors"] = guard.errors
     return EvalResult(summary, items)
 
 

@@ -147,7 +147,9 @@ class RLStepper:
         self.step_no = 0
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed + 1)
         self.reference = self._load_reference() if rl.kl_coef > 0 else None
-        self.reward_errors = 0
+        from .evaluate import RewardGuard
+
+        self.rewards = RewardGuard("rl")  # a verifier that raises or returns NaN scores 0, counted
         self.cost = CostMeter()
         self.n_params = flop_params(model)
         self.horizon: int | None = cfg.sampling.horizon  # a horizon controller (ADWIN) sets this before each step
@@ -198,26 +200,6 @@ class RLStepper:
         return ref
 
     # ------------------------------------------------------------------ scorers
-    def _reward(self, text: str, prompt: Prompt) -> float:
-        from .evaluate import score_completion
-
-        try:
-            r = float(score_completion(text, prompt))
-        except Exception as e:  # a verifier bug must not kill the run: log it, score 0
-            self.reward_errors += 1
-            if self.reward_errors <= 5:
-                print(f"[rl] verifier {prompt.verifier!r} raised on prompt {prompt.id!r}: {type(e).__name__}: {e}; reward 0")
-            return 0.0
-        return self._checked(r, prompt)
-
-    def _checked(self, r: float, prompt: Prompt) -> float:
-        if not math.isfinite(r):
-            self.reward_errors += 1
-            if self.reward_errors <= 5:
-                print(f"[rl] verifier {prompt.verifier!r} returned {r} on prompt {prompt.id!r}; reward 0")
-            return 0.0
-        return r
-
     def sample_and_score(self, prompts: list[Prompt]) -> list[Group]:
         if self.transform is not None:
             prompts = self.transform.apply(prompts, self.step_no)
@@ -232,10 +214,10 @@ class RLStepper:
             from .verifiers.code import score_batch
 
             scores = score_batch([texts[i][j] for i, j in code], [prompts[i] for i, _ in code])
-            batched = {ij: self._checked(r, prompts[ij[0]]) for ij, r in zip(code, scores)}
+            batched = {ij: self.rewards.check(r, prompts[ij[0]]) for ij, r in zip(code, scores)}
         groups = []
         for i, (p, rollouts) in enumerate(zip(prompts, out)):
-            rewards = [batched[(i, j)] if (i, j) in batched else self._reward(t, p) for j, t in enumerate(texts[i])]
+            rewards = [batched[(i, j)] if (i, j) in batched else self.rewards.score(t, p) for j, t in enumerate(texts[i])]
             groups.append(Group(p, rollouts, rewards, [r >= self.cfg.rl.success_threshold for r in rewards], texts[i]))
         return groups
 
@@ -320,7 +302,7 @@ class RLStepper:
             "response_length/wrong": float(lengths[correct == 0].mean()) if (correct == 0).any() else float("nan"),
             "truncated": float(np.mean([r.finish_reason == "length" for r in rollouts])),
             "horizon_cut": float(np.mean([r.finish_reason == "horizon" for r in rollouts])),
-            "reward/errors": self.reward_errors, "tokens": int(batch.attention_mask.sum()),
+            "reward/errors": self.rewards.errors, "tokens": int(batch.attention_mask.sum()),
             "sampled_tokens": int(lengths.sum()),
         })
         metrics.update(learn)
@@ -479,13 +461,13 @@ class RLStepper:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"selector": self.selector.state_dict(), "generator": self.generator.get_state(),
-                "reward_errors": self.reward_errors, "cost": self.cost.state_dict(), "horizon": self.horizon,
+                "reward_errors": self.rewards.errors, "cost": self.cost.state_dict(), "horizon": self.horizon,
                 "transform": self.transform.state_dict() if self.transform is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.selector.load_state_dict(state["selector"])
         self.generator.set_state(state["generator"])
-        self.reward_errors = state["reward_errors"]
+        self.rewards.errors = state["reward_errors"]
         self.cost.load_state_dict(state["cost"])
         self.horizon = state["horizon"]
         if self.transform is not None:

@@ -285,7 +285,7 @@ class EffOPDController:
     def validate(self, ctx) -> tuple[float, int, float]:
         """V(current weights): mean score over the validation completions; also (sampled completion tokens,
         estimated forward FLOPs) for the cost accounting."""
-        from ..evaluate import score_completion
+        from ..evaluate import RewardGuard
 
         sampler = self._sampler(ctx)
         max_new = self.cfg.sampling.max_new_tokens
@@ -300,11 +300,9 @@ class EffOPDController:
         if meter is not None:
             meter.add("sampled", processed, flops)
         if self.c.val_score == "verifier":
-            scores = []
-            for p, g in zip(self.val_prompts, groups):
-                for r in g:
-                    s = float(score_completion(r.text or ctx.tokenizer.decode(r.completion_ids, skip_special_tokens=True), p))
-                    scores.append(s if math.isfinite(s) else 0.0)
+            guard = RewardGuard("effopd")  # a raising or NaN verifier scores 0 here too
+            scores = [guard.score(r.text or ctx.tokenizer.decode(r.completion_ids, skip_special_tokens=True), p)
+                      for p, g in zip(self.val_prompts, groups) for r in g]
             return float(np.mean(scores)), tokens, flops
         v, teacher_flops = self._teacher_agreement(ctx, groups)
         if meter is not None:  # the student prefill again, and the teachers' prefills
