@@ -36,6 +36,7 @@ from mentor.tasks import make_prompts
 from mentor.tasks.composition import ComposeConfig, CompositionConfig, compose_dataset, row_of
 
 STYLE = {"compose": {"style": "compact"}}
+MAX_NEW_TOKENS = 256  # a depth-3 trace with 4-digit intermediates is ~210 characters
 ARMS = {
     "original": None,
     "depth2": {**STYLE, "seeds": "solved", "solved_min_samples": 4, "curriculum": {"schedule": [[0, 2]]}},
@@ -64,7 +65,7 @@ def evaluate_all(model_dir: Path, sets: dict) -> dict:
     model = load_model(str(model_dir))
     out = {}
     for name, prompts in sets.items():
-        res = evaluate(model, tok, prompts, greedy=True, max_new_tokens=200, batch_size=64)
+        res = evaluate(model, tok, prompts, greedy=True, max_new_tokens=MAX_NEW_TOKENS, batch_size=64)
         out[name] = res.summary["accuracy"]
     return out
 
@@ -90,7 +91,9 @@ def main() -> None:
     ap.add_argument("--sft-lr", type=float, default=1e-3)
     ap.add_argument("--sft-orig-frac", type=float, default=0.25, help="fraction of original (depth-1) rows in the SFT mix")
     ap.add_argument("--rl-steps", type=int, default=16)
-    ap.add_argument("--rl-batch", type=int, default=4, help="prompts per GRPO step (group size 4)")
+    ap.add_argument("--rl-batch", type=int, default=4, help="prompts per GRPO step")
+    ap.add_argument("--group-size", type=int, default=4, help="GRPO group size G")
+    ap.add_argument("--sft-rows", type=int, default=2000, help="composed depth-2 rows in the SFT mix")
     ap.add_argument("--eval-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--out", default="benchmarks/results/composition")
@@ -115,12 +118,12 @@ def main() -> None:
     sft_dir = work / "sft"
     if not (sft_dir / "final").exists():
         shutil.rmtree(sft_dir, ignore_errors=True)
-        sft_mixture(work / "sft.jsonl", 2000, a.sft_orig_frac)
+        sft_mixture(work / "sft.jsonl", a.sft_rows, a.sft_orig_frac)
         train(load_config(None, [
             "algo=sft", f"run.out_dir={sft_dir}", f"run.steps={a.sft_steps}", "run.save_every=0", "run.progress=false",
             "run.threads=1", f"model.path={init}", "data.task=null", f"data.path={work / 'sft.jsonl'}",
             "data.num_eval=0", f"optim.lr={a.sft_lr}", "optim.warmup_steps=10", "optim.schedule=constant",
-            "optim.batch_size=16", "optim.micro_batch_size=16", "sampling.max_new_tokens=200", "eval.every=0"]))
+            "optim.batch_size=16", "optim.micro_batch_size=16", f"sampling.max_new_tokens={MAX_NEW_TOKENS}", "eval.every=0"]))
     results["start_eval"] = evaluate_all(sft_dir / "final", sets)
     results["time/sft_s"] = time.perf_counter() - t0
     print("start", results["start_eval"], flush=True)
@@ -133,7 +136,8 @@ def main() -> None:
                 "run.threads=1", "run.seed=0", f"model.path={sft_dir / 'final'}", "data.task=add",
                 "data.task_args={digits: 3}", "data.num_train=2000", "data.num_eval=0", f"optim.lr={a.lr}",
                 "optim.schedule=constant", f"optim.batch_size={a.rl_batch}", "optim.micro_batch_size=32", "optim.grad_clip=1.0",
-                "sampling.temperature=1.0", "sampling.max_new_tokens=200", "rl.group_size=4", "eval.every=0"]
+                "sampling.temperature=1.0", f"sampling.max_new_tokens={MAX_NEW_TOKENS}", f"rl.group_size={a.group_size}",
+                "eval.every=0"]
         if targs is not None:
             over += ["rl.transform=composition", f"rl.transform_args={json.dumps(targs)}"]
         train(load_config(None, over))

@@ -50,9 +50,10 @@ from mentor.train import make_optimizer, make_scheduler
 # GPS re-picks the few prompts it predicts nearest γ* = 0.5 almost every step on this pool. `dynamic_gps`: DAPO
 # dynamic sampling with GPS proposing each round's prompts. `gps_norepeat`: GPS whose candidates exclude the prompts
 # picked in the last 50 steps (800 prompts / 16 per step: one epoch without replacement; `no_repeat_steps`, ours).
+# `gps_ts`: GPS with Thompson acquisition (ours): utility on p̃ ~ Beta(8 p̂, 8 (1 − p̂)) instead of p̂.
 ARMS = {"uniform": ("uniform", {}), "dynamic": ("dynamic", {}), "mopps": ("mopps", {}), "gps": ("gps", {}),
         "gps_explore": ("gps", {"lam": 0.5, "mu": 1.0, "prev_steps": 4}), "dynamic_gps": ("dynamic", {"inner": "gps"}),
-        "gps_norepeat": ("gps", {"no_repeat_steps": 50})}
+        "gps_norepeat": ("gps", {"no_repeat_steps": 50}), "gps_ts": ("gps", {"acquisition": "thompson"})}
 
 
 def prompts(split: str, per_digit: dict[int, int], seed: int):

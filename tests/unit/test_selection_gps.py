@@ -8,7 +8,7 @@ from mentor.config import ConfigError
 from mentor.selection import GPS, MoPPS, Observation
 from mentor.selection.allocate import allocate, difficulty_bin, uniform_allocation
 from mentor.selection.embed import cosine, hashed_ngrams, rows_dense
-from mentor.selection.gps import binomial_nll, brier, greedy_acquire
+from mentor.selection.gps import binomial_nll, brier, greedy_acquire, thompson_draw
 from mentor.tasks import make_prompts
 
 SMALL = {"dim": 1 << 11, "hidden": 64, "history_dim": 16, "lr": 3e-3}  # a small predictor keeps tests fast
@@ -149,3 +149,35 @@ def test_no_repeat_steps_excludes_recent_batches_and_survives_resume(one_thread)
     assert [p.id for p in h.select(2)] == nxt
     with pytest.raises(ConfigError, match="no_repeat_steps: must be >= 0"):
         GPS(pool, args={**SMALL, "no_repeat_steps": -1})
+
+
+def test_thompson_draw_has_the_beta_mean_and_variance():
+    # Beta(κp, κ(1−p)) with κ = 8: mean p, variance p(1−p)/(κ+1) -> 0.25/9 = 0.027778 at p = 0.5, 0.09/9 = 0.01 at 0.1
+    rng = np.random.default_rng(0)
+    draws = torch.stack([thompson_draw(torch.tensor([0.5, 0.1]), 8.0, rng) for _ in range(20000)])
+    np.testing.assert_allclose(draws.mean(0).numpy(), [0.5, 0.1], atol=3e-3)
+    np.testing.assert_allclose(draws.var(0).numpy(), [0.25 / 9, 0.09 / 9], rtol=0.04)
+    # p̂ at the boundary stays a valid Beta (clipped): draws are finite and within [0, 1]
+    edge = thompson_draw(torch.tensor([0.0, 1.0]), 8.0, rng)
+    assert torch.isfinite(edge).all() and ((edge >= 0) & (edge <= 1)).all()
+
+
+def test_thompson_acquisition_spreads_picks_where_greedy_repeats(one_thread):
+    # An untrained predictor says p̂ = 0.5 for every prompt (zero output layer). Greedy with λ = 0 breaks the tie by
+    # the lowest pool index, so it picks prompts 0..3 every step; Thompson ranks fresh Beta(4, 4) draws, so five
+    # steps reach more than the 4 prompts greedy keeps, and a resumed selector draws the same next batch.
+    pool = _pool("train", 2)[:12]
+    args = {**SMALL, "cold_start_updates": 0, "lam": 0.0}
+    greedy = GPS(pool, seed=0, args=args)
+    assert {tuple(p.id for p in greedy.select(4)) for _ in range(5)} == {tuple(p.id for p in pool[:4])}
+    ts = GPS(pool, seed=0, args={**args, "acquisition": "thompson"})
+    assert len({p.id for _ in range(5) for p in ts.select(4)}) > 4
+    state = ts.state_dict()
+    nxt = [p.id for p in ts.select(4)]
+    resumed = GPS(pool, seed=7, args={**args, "acquisition": "thompson"})
+    resumed.load_state_dict(state)
+    assert [p.id for p in resumed.select(4)] == nxt
+    with pytest.raises(ConfigError, match="acquisition: must be 'greedy' or 'thompson'"):
+        GPS(pool, args={**SMALL, "acquisition": "ucb"})
+    with pytest.raises(ConfigError, match="ts_concentration: must be > 0"):
+        GPS(pool, args={**SMALL, "ts_concentration": 0})

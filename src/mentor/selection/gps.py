@@ -25,7 +25,11 @@ the candidates (the output layer starts at zero, i.e. p̂ = 0.5 everywhere). Poo
 scored on a uniform subset of `subset_factor`·n candidates per step. `no_repeat_steps` = K (ours; 0 = off) removes
 the prompts picked in the last K steps from the candidates while at least n others remain: without the paper's
 sampled latent the acquisition is deterministic and, on a small pool, re-picks the same prompts step after step
-(benchmarks/results/selection.md).
+(benchmarks/results/selection.md). `acquisition: thompson` (ours; the paper's exploration comes from sampling its
+latent z, which this amortised model does not have) makes the acquisition stochastic per prompt instead: each
+candidate's utility uses a draw p̃_τ ~ Beta(κ·p̂_τ, κ·(1 − p̂_τ)) — mean p̂_τ, variance p̂_τ(1 − p̂_τ)/(κ + 1), i.e. the
+prediction treated as worth κ rollouts of evidence (`ts_concentration`, default 8 = one group) — as MoPPS does with
+its per-prompt posteriors; the diversity terms are unchanged.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class GPSConfig:
     replay_steps: int = 8  # past batches replayed whole per Adam step (besides the newest one)
     cold_start_updates: int = 1  # select uniformly at random until this many update() calls have trained the model
     no_repeat_steps: int = 0  # ours, not the paper's: prompts picked in the last K steps are not candidates (0: off)
+    acquisition: str = "greedy"  # greedy: utility on p̂ | thompson (ours): utility on p̃ ~ Beta(κ p̂, κ (1 − p̂))
+    ts_concentration: float = 8.0  # κ of the Thompson draw: the prediction counts as κ rollouts of evidence
     featuriser: str = "hashed_ngrams"  # hashed_ngrams | sentence:<local path>
     dim: int = 1 << 14  # hashed n-gram buckets
 
@@ -75,6 +81,10 @@ class GPSConfig:
             raise ConfigError(f"rl.selector_args.target: must be in (0, 1), got {self.target}")
         if self.no_repeat_steps < 0:
             raise ConfigError(f"rl.selector_args.no_repeat_steps: must be >= 0, got {self.no_repeat_steps}")
+        if self.acquisition not in ("greedy", "thompson"):
+            raise ConfigError(f"rl.selector_args.acquisition: must be 'greedy' or 'thompson', got {self.acquisition!r}")
+        if not self.ts_concentration > 0:
+            raise ConfigError(f"rl.selector_args.ts_concentration: must be > 0, got {self.ts_concentration}")
         if self.cold_start_updates < 0:
             raise ConfigError(f"rl.selector_args.cold_start_updates: must be >= 0, got {self.cold_start_updates}")
 
@@ -91,6 +101,13 @@ def binomial_nll(logits_N: torch.Tensor, k_N: torch.Tensor, n_N: torch.Tensor) -
     """−Σ[k log σ(z) + (n−k) log σ(−z)] / Σ n: the per-rollout negative log-likelihood of the success counts."""
     ll = k_N * nn.functional.logsigmoid(logits_N) + (n_N - k_N) * nn.functional.logsigmoid(-logits_N)
     return -ll.sum() / n_N.sum()
+
+
+def thompson_draw(p_N: torch.Tensor, kappa: float, rng: np.random.Generator) -> torch.Tensor:
+    """p̃ ~ Beta(κ·p̂, κ·(1 − p̂)) per prompt: mean p̂, variance p̂(1 − p̂)/(κ + 1). p̂ is clipped to [1e-6, 1 − 1e-6] so
+    both shape parameters stay positive."""
+    p = np.clip(p_N.double().numpy(), 1e-6, 1 - 1e-6)
+    return torch.from_numpy(rng.beta(kappa * p, kappa * (1.0 - p)))
 
 
 def greedy_acquire(p_N: torch.Tensor, X: torch.Tensor, n: int, lam: float, mu: float, target: float = 0.5,
@@ -243,7 +260,8 @@ class GPS:
             p_c = self._predict_rows(X_c)
             prev = [i for b in self.prev for i in b]
             prev_dense = rows_dense(self.X, prev) if prev else None
-            pos = greedy_acquire(p_c, X_c, n, c.lam, c.mu, c.target, prev_dense)
+            p_u = thompson_draw(p_c, c.ts_concentration, self.rng) if c.acquisition == "thompson" else p_c
+            pos = greedy_acquire(p_u, X_c, n, c.lam, c.mu, c.target, prev_dense)
         picked = [int(cand[p]) for p in pos]
         self.prev.append(picked)
         if c.no_repeat_steps:
