@@ -96,5 +96,20 @@ def test_cli_errors(tmp_path, drq_run, capsys):
     assert "infonce_wieght" in capsys.readouterr().err
     assert main(["train", "--env", ENV, "--steps", "10", "--out", str(drq_run)]) == 2  # existing run without --resume
     assert "--resume" in capsys.readouterr().err
-    assert main(["train", "--env", "Dmc-cheetah-run", "--steps", "10", "--out", str(tmp_path / "z")]) == 2
-    assert "dm-control" in capsys.readouterr().err
+    assert main(["train", "--env", "Dmc-cheetah-fly", "--steps", "10", "--out", str(tmp_path / "z")]) == 2
+    assert "unknown DMC task cheetah-fly" in capsys.readouterr().err
+
+
+def test_dmc_task_end_to_end(tmp_path, capsys):
+    """DR.Q on proprioceptive DMC cheetah-run (action repeat 2, 500-step episodes that only time out)."""
+    out = tmp_path / "dmc"
+    args = ["train", "--env", "Dmc-cheetah-run", "--algo", "drq", "--steps", "1000", "--random-steps", "800",
+            "--eval-every", "500", "--eval-episodes", "1", "--threads", "1", "--out", str(out)]
+    assert main(args + [a for s in SMALL for a in ("--set", s)]) == 0
+    evals = read_evals(out)
+    assert [e["step"] for e in evals] == [500, 1000]
+    assert all(0.0 <= e["returns"][0] <= 1000.0 for e in evals)  # per-step rewards in [0, 1], 2 frames per step
+    assert 195 <= evals[-1]["training_steps"] <= 205  # one per env step after the 800-slot random warm-up
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"] == "step_1000"

@@ -80,3 +80,48 @@ def test_pixel_encoder_and_one_training_step():
     assert agent.training_steps == 1
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.encoder.parameters()))
     assert agent.act(rng.integers(0, 256, (9, 84, 84), dtype=np.uint8), explore=False).shape == (2,)
+
+
+def test_dmc_proprioceptive_repeats_actions_and_truncates_at_500_agent_steps():
+    from dm_control import suite
+
+    env, raw = make_env("Dmc-cheetah-run", seed=0), suite.load("cheetah", "run", task_kwargs={"random": 0})
+    assert env.state_shape == (17,) and env.action_dim == 6 and not env.pixel_obs  # position 8 + velocity 9
+    obs, ts = env.reset(), raw.reset()
+    assert np.array_equal(obs, np.concatenate([ts.observation["position"], ts.observation["velocity"]]).astype(np.float32))
+    a = np.linspace(-1.0, 1.0, 6)  # cheetah's box is [−1, 1]: the rescaling is the identity here
+    obs, reward, term, trunc = env.step(a)
+    r1, r2 = raw.step(a), raw.step(a)  # action repeat 2: two physics-control steps, rewards summed
+    assert reward == pytest.approx(r1.reward + r2.reward, abs=1e-12)
+    assert np.array_equal(obs, np.concatenate([r2.observation["position"], r2.observation["velocity"]]).astype(np.float32))
+    steps = 1
+    while not trunc:
+        _, _, term, trunc = env.step(a)
+        assert not term  # DMC tasks never terminate, they only time out
+        steps += 1
+    assert steps == 500  # 1,000 frames / action repeat 2
+
+
+def test_dmc_rng_state_restores_the_episode_sequence_and_bad_tasks():
+    env = make_env("Dmc-cheetah-run", seed=3)
+    env.reset()
+    saved = env.rng_state()
+    later = [env.reset() for _ in range(2)]
+    other = make_env("Dmc-cheetah-run", seed=99)
+    other.set_rng_state(saved)
+    assert all(np.array_equal(a, other.reset()) for a in later)
+    with pytest.raises(ValueError, match="unknown DMC task cheetah-fly"):
+        make_env("Dmc-cheetah-fly", 0)
+
+
+def test_dmc_visual_stacks_three_rendered_frames():
+    env = make_env("Dmc-visual-walker-run", seed=0)
+    assert env.state_shape == (9, 84, 84) and env.pixel_obs
+    first = env.reset()
+    assert first.dtype == np.uint8 and first.shape == (9, 84, 84)
+    assert np.array_equal(first[0:3], first[3:6]) and np.array_equal(first[3:6], first[6:9])  # reset fills the stack
+    assert first.std() > 0  # a rendered scene, not a blank buffer
+    nxt, *_ = env.step(np.ones(env.action_dim))
+    assert np.array_equal(nxt[0:6], first[3:9])  # the stack shifts by one frame
+    assert np.array_equal(nxt[6:9], env.env.physics.render(84, 84, camera_id=0).transpose(2, 0, 1))
+    assert not np.array_equal(nxt[6:9], first[6:9])

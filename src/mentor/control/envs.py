@@ -10,18 +10,22 @@ Names:
 
 Every environment takes actions normalised to [−1, 1] and maps them to its own box. Episodes are seeded once
 (`seed`); later resets continue the environment's RNG, whose state `rng_state()`/`set_rng_state()` save and
-restore so that a run resumed at an episode boundary sees the same episodes. dm-control is optional: the
-current dm-control release (1.0.50) does not load with mujoco 4.0 (missing `MjModel.flex_vertedge`), so `Dmc-*`
-names raise a clear error when it is missing or broken.
+restore so that a run resumed at an episode boundary sees the same episodes. dm-control comes with the `control`
+extra, which pins mujoco < 4: the current dm-control release (1.0.50) does not load with mujoco 4.0 (missing
+`MjModel.flex_vertedge`); a missing or broken dm-control gives a clear error. Pixel observations render headless
+through EGL unless `MUJOCO_GL` says otherwise (as MR.Q's and DrQ-v2's code do).
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import warnings
 from typing import Any
 
 import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control reads it once, at its first import: set before any import of it
 
 
 class ControlEnv:
