@@ -89,7 +89,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/composition_bench")
     ap.add_argument("--sft-steps", type=int, default=110)
     ap.add_argument("--sft-lr", type=float, default=1e-3)
+    ap.add_argument("--sft-schedule", default="constant", help="SFT lr schedule (constant, cosine, ...)")
     ap.add_argument("--sft-orig-frac", type=float, default=0.25, help="fraction of original (depth-1) rows in the SFT mix")
+    ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0], help="RL seeds, e.g. 0,1,2")
     ap.add_argument("--rl-steps", type=int, default=16)
     ap.add_argument("--rl-batch", type=int, default=4, help="prompts per GRPO step")
     ap.add_argument("--group-size", type=int, default=4, help="GRPO group size G")
@@ -122,37 +124,54 @@ def main() -> None:
         train(load_config(None, [
             "algo=sft", f"run.out_dir={sft_dir}", f"run.steps={a.sft_steps}", "run.save_every=0", "run.progress=false",
             "run.threads=1", f"model.path={init}", "data.task=null", f"data.path={work / 'sft.jsonl'}",
-            "data.num_eval=0", f"optim.lr={a.sft_lr}", "optim.warmup_steps=10", "optim.schedule=constant",
+            "data.num_eval=0", f"optim.lr={a.sft_lr}", "optim.warmup_steps=10", f"optim.schedule={a.sft_schedule}",
             "optim.batch_size=16", "optim.micro_batch_size=16", f"sampling.max_new_tokens={MAX_NEW_TOKENS}", "eval.every=0"]))
     results["start_eval"] = evaluate_all(sft_dir / "final", sets)
     results["time/sft_s"] = time.perf_counter() - t0
     print("start", results["start_eval"], flush=True)
 
     for arm, targs in ARMS.items():
-        t1 = time.perf_counter()
-        out = work / f"rl-{arm}"
-        shutil.rmtree(out, ignore_errors=True)
-        over = ["algo=grpo", f"run.out_dir={out}", f"run.steps={a.rl_steps}", "run.save_every=0", "run.progress=false",
-                "run.threads=1", "run.seed=0", f"model.path={sft_dir / 'final'}", "data.task=add",
-                "data.task_args={digits: 3}", "data.num_train=2000", "data.num_eval=0", f"optim.lr={a.lr}",
-                "optim.schedule=constant", f"optim.batch_size={a.rl_batch}", "optim.micro_batch_size=32", "optim.grad_clip=1.0",
-                "sampling.temperature=1.0", f"sampling.max_new_tokens={MAX_NEW_TOKENS}", f"rl.group_size={a.group_size}",
-                "eval.every=0"]
-        if targs is not None:
-            over += ["rl.transform=composition", f"rl.transform_args={json.dumps(targs)}"]
-        train(load_config(None, over))
-        recs = [r for r in read_jsonl(out / "metrics.jsonl") if "zero_variance_groups" in r]
-        arm_res = {"eval": evaluate_all(out / "final", sets), "time_s": time.perf_counter() - t1,
-                   "informative_groups": 1.0 - sum(r["zero_variance_groups"] for r in recs) / len(recs),
-                   "train_accuracy": sum(r["accuracy"] for r in recs) / len(recs),
-                   "composed_fraction": sum(r.get("composition/fraction", 0.0) for r in recs) / len(recs),
-                   "max_depth_final": recs[-1].get("composition/max_depth", 1.0),
-                   "curve": [{k: r[k] for k in r if k in ("step", "accuracy", "zero_variance_groups")
-                              or k.startswith("composition/")} for r in recs]}
-        results["arms"][arm] = arm_res
-        print(arm, arm_res["eval"], f"informative={arm_res['informative_groups']:.3f}", flush=True)
+        runs = [rl_arm(a, work, sft_dir, sets, arm, targs, seed) for seed in a.seeds]
+        results["arms"][arm] = {**mean_of(runs), "runs": runs}
+        print(arm, results["arms"][arm]["eval"], f"informative={results['arms'][arm]['informative_groups']:.3f}", flush=True)
     results["time/total_s"] = time.perf_counter() - t0
     write(results, Path(a.out))
+
+
+def rl_arm(a, work: Path, sft_dir: Path, sets: dict, arm: str, targs: dict | None, seed: int) -> dict:
+    """One GRPO continuation from the common start, then its held-out evaluation and training statistics."""
+    from mentor.train import train
+
+    t1 = time.perf_counter()
+    out = work / f"rl-{arm}-s{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    over = ["algo=grpo", f"run.out_dir={out}", f"run.steps={a.rl_steps}", "run.save_every=0", "run.progress=false",
+            "run.threads=1", f"run.seed={seed}", f"model.path={sft_dir / 'final'}", "data.task=add",
+            "data.task_args={digits: 3}", "data.num_train=2000", "data.num_eval=0", f"optim.lr={a.lr}",
+            "optim.schedule=constant", f"optim.batch_size={a.rl_batch}", "optim.micro_batch_size=32", "optim.grad_clip=1.0",
+            "sampling.temperature=1.0", f"sampling.max_new_tokens={MAX_NEW_TOKENS}", f"rl.group_size={a.group_size}",
+            "eval.every=0"]
+    if targs is not None:
+        over += ["rl.transform=composition", f"rl.transform_args={json.dumps(targs)}"]
+    train(load_config(None, over))
+    recs = [r for r in read_jsonl(out / "metrics.jsonl") if "zero_variance_groups" in r]
+    return {"seed": seed, "eval": evaluate_all(out / "final", sets), "time_s": time.perf_counter() - t1,
+            "informative_groups": 1.0 - sum(r["zero_variance_groups"] for r in recs) / len(recs),
+            "train_accuracy": sum(r["accuracy"] for r in recs) / len(recs),
+            "composed_fraction": sum(r.get("composition/fraction", 0.0) for r in recs) / len(recs),
+            "max_depth_final": recs[-1].get("composition/max_depth", 1.0),
+            "curve": [{k: r[k] for k in r if k in ("step", "accuracy", "zero_variance_groups")
+                       or k.startswith("composition/")} for r in recs]}
+
+
+def mean_of(runs: list[dict]) -> dict:
+    """Mean over seeds of the evaluations and statistics, with the standard error of each evaluation."""
+    n = len(runs)
+    keys = runs[0]["eval"].keys()
+    mean = {k: sum(r["eval"][k] for r in runs) / n for k in keys}
+    se = {k: (sum((r["eval"][k] - mean[k]) ** 2 for r in runs) / max(n - 1, 1) / n) ** 0.5 for k in keys}
+    return {"eval": mean, "eval_se": se, **{k: sum(r[k] for r in runs) / n for k in
+                                            ("informative_groups", "train_accuracy", "composed_fraction", "time_s")}}
 
 
 def write(results: dict, out: Path) -> None:
@@ -163,39 +182,50 @@ def write(results: dict, out: Path) -> None:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    s0 = results["start_eval"]
+    a, s0 = results["args"], results["start_eval"]
+    seeds = ",".join(str(x) for x in a["seeds"])
     lines = ["# Composition-RL on a tiny model (benchmarks/composition.py)", "",
-             f"Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/composition.py --sft-steps "
-             f"{results['args']['sft_steps']} --sft-lr {results['args']['sft_lr']} --sft-orig-frac "
-             f"{results['args']['sft_orig_frac']} --rl-steps {results['args']['rl_steps']} --rl-batch {results['args']['rl_batch']} "
-             f"--lr {results['args']['lr']} --eval-size "
-             f"{results['args']['eval_size']}` (1 thread, shared 2-core CPU; total {results['time/total_s']:.0f} s).", "",
-             f"Held-out sets: {results['eval_sizes']} prompts (greedy accuracy). init = add-3 SFT checkpoint; start = "
-             "after the short SFT on depth-1/2 composed traces (common start of the three GRPO arms).", "",
+             f"Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/composition.py --init <add-3 SFT checkpoint> "
+             f"--sft-steps {a['sft_steps']} --sft-lr {a['sft_lr']} --sft-schedule {a['sft_schedule']} --sft-rows "
+             f"{a['sft_rows']} --sft-orig-frac {a['sft_orig_frac']} --rl-steps {a['rl_steps']} --rl-batch {a['rl_batch']} "
+             f"--group-size {a['group_size']} --lr {a['lr']} --eval-size {a['eval_size']} --seeds {seeds}` (1 thread, "
+             f"shared 2-core CPU; total {results['time/total_s']:.0f} s).", "",
+             f"Held-out sets: {results['eval_sizes']} prompts (greedy accuracy; chains built only from held-out "
+             "prompts). init = the 3-digit-addition SFT checkpoint; start = after SFT on depth-1/2 composed traces (the "
+             f"common start of every GRPO arm; depth 3 never trained before RL). RL: mean ± standard error over seeds {seeds}.", "",
              "| model | original | depth 2 | depth 3 | Δ orig vs original-RL | Δ d2 | Δ d3 | informative groups | composed frac |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, ev in (("init", results["init_eval"]), ("start (SFT)", s0)):
         lines.append(f"| {name} | {ev['original']:.3f} | {ev['depth2']:.3f} | {ev['depth3']:.3f} | | | | | |")
     base = results["arms"]["original"]["eval"]
     for arm, r in results["arms"].items():
-        ev = r["eval"]
-        lines.append(f"| GRPO {arm} | {ev['original']:.3f} | {ev['depth2']:.3f} | {ev['depth3']:.3f} | "
-                     f"{ev['original'] - base['original']:+.3f} | {ev['depth2'] - base['depth2']:+.3f} | "
-                     f"{ev['depth3'] - base['depth3']:+.3f} | {r['informative_groups']:.3f} | "
-                     f"{r['composed_fraction']:.2f} |")
+        ev, se = r["eval"], r["eval_se"]
+        lines.append(f"| GRPO {arm} | {ev['original']:.3f} ± {se['original']:.3f} | {ev['depth2']:.3f} ± {se['depth2']:.3f} | "
+                     f"{ev['depth3']:.3f} ± {se['depth3']:.3f} | {ev['original'] - base['original']:+.3f} | "
+                     f"{ev['depth2'] - base['depth2']:+.3f} | {ev['depth3'] - base['depth3']:+.3f} | "
+                     f"{r['informative_groups']:.3f} | {r['composed_fraction']:.2f} |")
+    lines += ["", "Per seed (original / depth 2 / depth 3):", "", "| arm | " + " | ".join(f"seed {x}" for x in a["seeds"]) + " |",
+              "|---|" + "---|" * len(a["seeds"])]
+    for arm, r in results["arms"].items():
+        lines.append(f"| {arm} | " + " | ".join(f"{x['eval']['original']:.3f} / {x['eval']['depth2']:.3f} / "
+                                                 f"{x['eval']['depth3']:.3f}" for x in r["runs"]) + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    names = ["init", "start"] + [f"GRPO {a}" for a in results["arms"]]
+    names = ["init", "start"] + [f"GRPO {x}" for x in results["arms"]]
     evs = [results["init_eval"], s0] + [r["eval"] for r in results["arms"].values()]
+    ses = [None, None] + [r["eval_se"] for r in results["arms"].values()]
     for i, key in enumerate(("original", "depth2", "depth3")):
-        axes[0].bar([j + 0.27 * (i - 1) for j in range(len(names))], [e[key] for e in evs], 0.27, label=key)
+        axes[0].bar([j + 0.27 * (i - 1) for j in range(len(names))], [e[key] for e in evs], 0.27, label=key,
+                    yerr=[e[key] if e else 0.0 for e in ses])
     axes[0].set_xticks(range(len(names)), names, rotation=20)
     axes[0].set_ylabel("held-out greedy accuracy")
     axes[0].legend()
     for arm, r in results["arms"].items():
-        axes[1].plot([c["step"] for c in r["curve"]], [1 - c["zero_variance_groups"] for c in r["curve"]], label=arm)
+        curves = [[1 - c["zero_variance_groups"] for c in x["curve"]] for x in r["runs"]]
+        steps = [c["step"] for c in r["runs"][0]["curve"]]
+        axes[1].plot(steps, [sum(v) / len(v) for v in zip(*curves)], label=arm)
     axes[1].set_xlabel("GRPO step")
-    axes[1].set_ylabel("informative groups (fraction)")
+    axes[1].set_ylabel("informative groups (fraction, mean over seeds)")
     axes[1].legend()
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=100)

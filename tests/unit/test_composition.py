@@ -342,3 +342,23 @@ def test_rewrite_guard_rejects_and_keeps_exact_text():
     out, status = rewrite(c, RewriteConfig(endpoint=srv.url, timeout_s=5))
     srv.close()
     assert status == "error: ValueError" and out.text == c.text
+
+
+def test_seed_draws_use_each_prompt_max_uses_times_per_epoch_and_skip_without_seeds():
+    from collections import Counter
+
+    from mentor.tasks.composition import CompositionConfig, Composer
+
+    first = make_prompts("add", 4, 0, digits=2)
+    last = make_prompts("add", 1, 1, digits=2)[0]
+    comp = Composer(first, CompositionConfig(max_uses=2))
+    rng = random.Random(0)
+    seeds = [comp.chain_for(last, 2, rng).meta["composition"]["chain"][0]["id"] for _ in range(8)]
+    # 4 seeds x max_uses 2 = 8 draws in one epoch: every first-pool prompt serves exactly twice
+    assert Counter(seeds) == {p.id: 2 for p in first}
+    nxt = comp.chain_for(last, 2, rng)  # the epoch is over: counters reset and any prompt may serve again
+    assert nxt is not None and comp.uses == Counter({nxt.meta["composition"]["chain"][0]["id"]: 1})
+    # a chain never uses its own last prompt as a seed; too few other prompts -> skipped as no_seed
+    pair = Composer(first[:2], CompositionConfig())
+    assert all(pair.chain_for(first[0], 2, rng).meta["composition"]["chain"][0]["id"] == first[1].id for _ in range(5))
+    assert pair.chain_for(first[0], 3, rng) is None and pair.skips["no_seed"] == 1

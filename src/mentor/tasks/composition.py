@@ -479,25 +479,68 @@ class Composer:
         self.first, self.cfg = first_pool, cfg
         self.uses: Counter = Counter()
         self.skips: Counter = Counter()
+        # positions of first-pool prompts under `max_uses` this epoch, kept up to date so that drawing a chain costs
+        # O(depth), not O(pool) (a 16k-row `mentor data compose` took minutes with a scan per chain)
+        self._index = {p.id: i for i, p in enumerate(first_pool)}
+        self._fresh: list[int] | None = None
+        self._where: dict[int, int] = {}
+
+    def _fresh_positions(self) -> list[int]:
+        if self._fresh is None:
+            self._fresh = [i for i, p in enumerate(self.first) if self.uses[p.id] < self.cfg.max_uses]
+            self._where = {i: j for j, i in enumerate(self._fresh)}
+        return self._fresh
+
+    def _retire(self, i: int) -> None:
+        """Swap-remove pool position i from the fresh list."""
+        j = self._where.pop(i, None)
+        if j is None:
+            return
+        tail = self._fresh.pop()
+        if tail != i:
+            self._fresh[j], self._where[tail] = tail, j
+
+    def _draw(self, last: Prompt, k: int, rng: random.Random) -> list[Prompt] | None:
+        """k distinct fresh seeds other than `last`; when fewer remain, an epoch of seed uses is over (counters reset)."""
+        fresh = self._fresh_positions()
+        if len(fresh) - (self._index.get(last.id) in self._where) < k:
+            self.uses.clear()
+            self._fresh = None
+            fresh = self._fresh_positions()
+            if len(fresh) - (self._index.get(last.id) in self._where) < k:
+                return None
+        picks = [self.first[fresh[j]] for j in rng.sample(range(len(fresh)), min(k + 1, len(fresh)))]
+        return [p for p in picks if p.id != last.id][:k]
+
+    def _draw_from(self, eligible: list[Prompt], k: int, rng: random.Random) -> list[Prompt]:
+        fresh = [p for p in eligible if self.uses[p.id] < self.cfg.max_uses]
+        if len(fresh) < k:  # an epoch of seed uses is over
+            for p in eligible:
+                self.uses.pop(p.id, None)
+            fresh = eligible
+        return rng.sample(fresh, k)
 
     def chain_for(self, last: Prompt, depth: int, rng: random.Random, solved: set[str] | None = None) -> Prompt | None:
-        eligible = [p for p in self.first if p.id != last.id and (solved is None or p.id in solved)]
-        if len(eligible) < depth - 1:
-            self.skips["no_seed"] += 1
-            return None
+        k, eligible = depth - 1, None  # None: any other prompt of the first pool, drawn from the fresh index
+        if solved is not None:  # seeds restricted to solved prompts: the set changes every step, scan the pool
+            self._fresh = None
+            eligible = [p for p in self.first if p.id != last.id and p.id in solved]
+            if len(eligible) < k:
+                self.skips["no_seed"] += 1
+                return None
         for _ in range(self.cfg.tries):
-            fresh = [p for p in eligible if self.uses[p.id] < self.cfg.max_uses]
-            if len(fresh) < depth - 1:  # an epoch of seed uses is over
-                for p in eligible:
-                    self.uses.pop(p.id, None)
-                fresh = eligible
-            seeds = rng.sample(fresh, depth - 1)
+            seeds = self._draw(last, k, rng) if eligible is None else self._draw_from(eligible, k, rng)
+            if seeds is None:
+                self.skips["no_seed"] += 1
+                return None
             out = compose_chain(seeds + [last], self.cfg.compose)
             if isinstance(out, Skip):
                 self.skips[out.reason] += 1
                 continue
             for p in seeds:
                 self.uses[p.id] += 1
+                if self._fresh is not None and self.uses[p.id] >= self.cfg.max_uses:
+                    self._retire(self._index[p.id])
             if self.cfg.rewrite.endpoint:
                 out, _ = rewrite(out, self.cfg.rewrite)
             return out
@@ -575,6 +618,7 @@ class CompositionTransform:
         self.solved = set(state["solved"])
         self.calls = list(state["calls"])
         self.composer.uses, self.composer.skips = Counter(state["uses"]), Counter(state["skips"])
+        self.composer._fresh = None  # rebuilt from the restored counters
         self.step_depths = Counter({int(k): v for k, v in state["step_depths"].items()})
         self.step_outcomes = {int(k): list(v) for k, v in state["step_outcomes"].items()}
 
