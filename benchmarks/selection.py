@@ -50,10 +50,17 @@ from mentor.train import make_optimizer, make_scheduler
 # GPS re-picks the few prompts it predicts nearest γ* = 0.5 almost every step on this pool. `dynamic_gps`: DAPO
 # dynamic sampling with GPS proposing each round's prompts. `gps_norepeat`: GPS whose candidates exclude the prompts
 # picked in the last 50 steps (800 prompts / 16 per step: one epoch without replacement; `no_repeat_steps`, ours).
-# `gps_ts`: GPS with Thompson acquisition (ours): utility on p̃ ~ Beta(8 p̂, 8 (1 − p̂)) instead of p̂.
+# `gps_ts`: GPS with Thompson acquisition (ours): utility on p̃ ~ Beta(8 p̂, 8 (1 − p̂)) instead of p̂. `gps_ts_t25`:
+# the same aiming at γ* = 0.25 (a sensitivity arm: held-out accuracy is greedy, and at T = 1 the prompts sampled at
+# pass rate ≈ 0.5 are mostly solved greedily already); `mopps_t25` is MoPPS with the same γ* = 0.25. `dynamic_gps_ts`
+# and `dynamic_gps_ts_t25`: DAPO dynamic sampling with Thompson-GPS proposing each round's prompts (GPS's claim is
+# to save the rollouts dynamic sampling discards).
 ARMS = {"uniform": ("uniform", {}), "dynamic": ("dynamic", {}), "mopps": ("mopps", {}), "gps": ("gps", {}),
         "gps_explore": ("gps", {"lam": 0.5, "mu": 1.0, "prev_steps": 4}), "dynamic_gps": ("dynamic", {"inner": "gps"}),
-        "gps_norepeat": ("gps", {"no_repeat_steps": 50}), "gps_ts": ("gps", {"acquisition": "thompson"})}
+        "gps_norepeat": ("gps", {"no_repeat_steps": 50}), "gps_ts": ("gps", {"acquisition": "thompson"}),
+        "gps_ts_t25": ("gps", {"acquisition": "thompson", "target": 0.25}), "mopps_t25": ("mopps", {"target": 0.25}),
+        "dynamic_gps_ts": ("dynamic", {"inner": "gps", "inner_args": {"acquisition": "thompson"}}),
+        "dynamic_gps_ts_t25": ("dynamic", {"inner": "gps", "inner_args": {"acquisition": "thompson", "target": 0.25}})}
 
 
 def prompts(split: str, per_digit: dict[int, int], seed: int):
@@ -187,6 +194,29 @@ def allocation(a) -> None:
     print("\n".join(lines))
 
 
+def greedy_vs_pass(a) -> None:
+    """Why γ* matters here: the held-out metric is greedy accuracy, the acquisition targets the sampled (T = 1) pass
+    rate. For the start checkpoint, greedy correctness of held-out prompts binned by their pass rate over 16 samples."""
+    torch.manual_seed(0)
+    tok = load_tokenizer(a.ckpt)
+    model = load_model(a.ckpt, tokenizer=tok)
+    held = prompts("eval", {3: 256}, 3)
+    greedy = np.array([it["pass_rate"] for it in evaluate(model, tok, held, greedy=True, max_new_tokens=a.max_new_tokens).items])
+    rate = np.array([it["pass_rate"] for it in evaluate(model, tok, held, k=16, greedy=False,
+                                                         max_new_tokens=a.max_new_tokens, seed=0).items])
+    bins = [("0", rate == 0), ("(0, 0.25]", (rate > 0) & (rate <= 0.25)), ("(0.25, 0.5]", (rate > 0.25) & (rate <= 0.5)),
+            ("(0.5, 0.75]", (rate > 0.5) & (rate <= 0.75)), ("(0.75, 1]", rate > 0.75)]
+    lines = ["# Greedy accuracy vs sampled pass rate (start checkpoint)", "",
+             f"`python benchmarks/selection.py --greedy-vs-pass --ckpt {a.ckpt}`: 256 held-out 3-digit additions, pass "
+             f"rate over 16 samples at T = 1 ({a.max_new_tokens} new tokens) vs greedy correctness.", "",
+             f"Mean pass rate {rate.mean():.3f}, greedy accuracy {greedy.mean():.3f}.", "",
+             "| pass rate (T = 1, 16 samples) | prompts | greedy accuracy |", "|---|---|---|"]
+    for name, m in bins:
+        lines.append(f"| {name} | {int(m.sum())} | {greedy[m].mean():.3f} |" if m.any() else f"| {name} | 0 | — |")
+    Path(a.out + "_greedy_vs_pass.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def first_reach(curve, target, key):
     """`key` ("step" or "rollouts") at the first evaluation whose accuracy is >= target; None if never."""
     return next((c[key] for c in curve if c["accuracy"] >= target), None)
@@ -217,10 +247,13 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/selection")
     ap.add_argument("--report-only", action="store_true", help="table and plot from the finished runs in <out>_runs/")
     ap.add_argument("--allocation-only", action="store_true", help="only the test-time allocation comparison")
+    ap.add_argument("--greedy-vs-pass", action="store_true", help="only the greedy-accuracy-by-pass-rate table")
     ap.add_argument("--alloc-prompts", default="2:32,3:64,4:32")
     ap.add_argument("--alloc-train-steps", type=int, default=8)
     a = ap.parse_args()
     torch.set_num_threads(1)
+    if a.greedy_vs_pass:
+        return greedy_vs_pass(a)
     if a.allocation_only:
         return allocation(a)
     runs_dir = Path(a.out + "_runs")
