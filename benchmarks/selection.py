@@ -401,7 +401,7 @@ def report(a, results) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 4, figsize=(19, 4.2))
-    colors = dict(zip(arms, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    colors = {arm: plt.get_cmap("tab20")(i % 20) for i, arm in enumerate(arms)}  # more arms than the default cycle
     for arm, rs in by_arm.items():
         s = summary[arm]
         for r in rs:
