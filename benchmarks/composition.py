@@ -70,10 +70,13 @@ def evaluate_all(model_dir: Path, sets: dict) -> dict:
     return out
 
 
-def sft_mixture(path: Path, n: int, orig_frac: float) -> None:
-    """n composed depth-2 rows plus originals so that they make `orig_frac` of the file, shuffled."""
+def sft_mixture(path: Path, n: int, orig_frac: float, d3_frac: float = 0.0) -> None:
+    """n composed depth-2 rows plus originals and depth-3 rows making `orig_frac` and `d3_frac` of the file, shuffled."""
     train = make_prompts("add", 4 * n, 0, "train", digits=3)
-    rows = train[: round(n * orig_frac / (1 - orig_frac))] + composed(train, 2, n, 5)
+    total = n / (1 - orig_frac - d3_frac)
+    rows = train[: round(total * orig_frac)] + composed(train, 2, n, 5)
+    if d3_frac > 0:
+        rows += composed(train, 3, round(total * d3_frac), 6)
     random.Random(0).shuffle(rows)
     with path.open("w") as f:
         for p in rows:
@@ -89,6 +92,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/composition_bench")
     ap.add_argument("--sft-steps", type=int, default=110)
     ap.add_argument("--sft-lr", type=float, default=1e-3)
+    ap.add_argument("--sft-d3-frac", type=float, default=0.0, help="fraction of depth-3 rows in the SFT mix (0: depth 3 unseen)")
     ap.add_argument("--sft-schedule", default="constant", help="SFT lr schedule (constant, cosine, ...)")
     ap.add_argument("--sft-orig-frac", type=float, default=0.25, help="fraction of original (depth-1) rows in the SFT mix")
     ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0], help="RL seeds, e.g. 0,1,2")
@@ -120,7 +124,7 @@ def main() -> None:
     sft_dir = work / "sft"
     if not (sft_dir / "final").exists():
         shutil.rmtree(sft_dir, ignore_errors=True)
-        sft_mixture(work / "sft.jsonl", a.sft_rows, a.sft_orig_frac)
+        sft_mixture(work / "sft.jsonl", a.sft_rows, a.sft_orig_frac, a.sft_d3_frac)
         train(load_config(None, [
             "algo=sft", f"run.out_dir={sft_dir}", f"run.steps={a.sft_steps}", "run.save_every=0", "run.progress=false",
             "run.threads=1", f"model.path={init}", "data.task=null", f"data.path={work / 'sft.jsonl'}",
@@ -187,12 +191,13 @@ def write(results: dict, out: Path) -> None:
     lines = ["# Composition-RL on a tiny model (benchmarks/composition.py)", "",
              f"Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/composition.py --init <add-3 SFT checkpoint> "
              f"--sft-steps {a['sft_steps']} --sft-lr {a['sft_lr']} --sft-schedule {a['sft_schedule']} --sft-rows "
-             f"{a['sft_rows']} --sft-orig-frac {a['sft_orig_frac']} --rl-steps {a['rl_steps']} --rl-batch {a['rl_batch']} "
+             f"{a['sft_rows']} --sft-orig-frac {a['sft_orig_frac']} --sft-d3-frac {a.get('sft_d3_frac', 0.0)} --rl-steps {a['rl_steps']} --rl-batch {a['rl_batch']} "
              f"--group-size {a['group_size']} --lr {a['lr']} --eval-size {a['eval_size']} --seeds {seeds}` (1 thread, "
              f"shared 2-core CPU; total {results['time/total_s']:.0f} s).", "",
              f"Held-out sets: {results['eval_sizes']} prompts (greedy accuracy; chains built only from held-out "
-             "prompts). init = the 3-digit-addition SFT checkpoint; start = after SFT on depth-1/2 composed traces (the "
-             f"common start of every GRPO arm; depth 3 never trained before RL). RL: mean ± standard error over seeds {seeds}.", "",
+             "prompts). init = the 3-digit-addition SFT checkpoint; start = after SFT on composed traces (the common "
+             f"start of every GRPO arm; {a.get('sft_d3_frac', 0.0):.0%} of the SFT rows at depth 3, the rest depth 1 and 2). "
+             f"RL: mean ± standard error over seeds {seeds}.", "",
              "| model | original | depth 2 | depth 3 | Δ orig vs original-RL | Δ d2 | Δ d3 | informative groups | composed frac |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, ev in (("init", results["init_eval"]), ("start (SFT)", s0)):
