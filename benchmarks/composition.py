@@ -1,8 +1,8 @@
 """Composition-RL on a tiny model (specs/composition.md §4.2, issue 11): RL on original problems vs on compositions.
 
-From one checkpoint (the tiny:1m 3-digit-addition SFT model, `--init`), a short SFT on exact composed traces teaches
-the model to *read* compositions (the compact style ``X=368+543;Y=X-474;514+Y=``: depth 1 and depth 2 only, so
-depth 3 stays unseen). From that common start, three GRPO continuations with mentor's own loop (same steps, lr,
+From one checkpoint (the tiny:1m 3-digit-addition SFT model, `--init`), an SFT on exact composed traces teaches
+the model to *read* compositions (the compact style ``X=368+543;Y=X-474;514+Y=``: depth 1 and 2, plus a fraction
+`--sft-d3-frac` of depth 3, 0 by default so that depth 3 stays unseen). From that common start, three GRPO continuations with mentor's own loop (same steps, lr,
 batch, group size, max tokens):
 
 - ``original``: GRPO on the original 3-digit addition pool;
@@ -13,7 +13,13 @@ Evaluated greedily on held-out originals and held-out depth-2 / depth-3 composit
 `eval` side of the partition, never trained on). Also logged: the fraction of informative (non-degenerate) groups
 during the continuation.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/composition.py --init /tmp/cal/sft/ckpt/step_800/model
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/composition.py --init /tmp/cal/sft/ckpt/step_800/model \
+        --work /tmp/comp3 --sft-steps 5000 --sft-lr 1e-3 --sft-schedule cosine --sft-rows 16000 --sft-orig-frac 0.3 \
+        --rl-steps 150 --rl-batch 8 --group-size 8 --lr 1e-4 --eval-size 128 --seeds 0,1,2 --out <...>/composition_d3_unseen
+    # composition.md: --work /tmp/comp4 --sft-steps 3000 --sft-d3-frac 0.05 --rl-steps 200 --lr 3e-5 (rest the same)
+
+The init checkpoint is the quickstart-style SFT of tiny:1m on 3-digit addition (`mentor train configs/sft-add.yaml
+model.path=tiny:1m`, 800 steps).
 
 Writes benchmarks/results/composition.{json,md,png}.
 """
